@@ -53,11 +53,21 @@ def default_parts(args):
         return pipeline.eval_dataset(info, batch_size, image_size, rank, size, bad_images=args.bad_images)
 
     def make_backend(args):
-        return backend_from_env(precision_mode=args.precision_mode, loss_scale=args.loss_scale)
+        return backend_from_env(**backend_flags(args))
 
     return Parts(inspect_data=inspect_data, train_dataset=train_dataset, eval_dataset=eval_dataset,
                  build_model=build_model, regularization_loss=registry.regularization_loss,
                  make_backend=make_backend, preprocessing=preprocessing_description)
+
+
+def backend_flags(args):
+    """The trainer's flags that the backend reads (train.backends.make_backend keywords)."""
+    flags = {"precision_mode": args.precision_mode, "loss_scale": args.loss_scale,
+             "allreduce_dtype": getattr(args, "allreduce_dtype", None)}
+    bucket_mb = getattr(args, "allreduce_bucket_mb", None)
+    if bucket_mb is not None:
+        flags["bucket_bytes"] = int(bucket_mb * 1024 * 1024)
+    return flags
 
 
 def preprocessing_description(image_size):

@@ -137,11 +137,13 @@ class Backend:
 
 def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, bucket_bytes=DEFAULT_BUCKET_BYTES,
                  precision_mode=None, loss_scale=None, device=None, intra_op_threads=0, inter_op_threads=0,
-                 iterations_per_loop=1, op_timeouts=None):
+                 iterations_per_loop=1, op_timeouts=None, allreduce_dtype=None):
     """The backend object for ``kind`` in none, collective, hccl (see docs/backends.md).
 
     ``op_timeouts`` (collective): None uses per-op collective timeouts where TensorFlow has them
     (TF >= 2.x) and the session's operation timeout otherwise (TF 1.15); False forces the latter.
+    ``allreduce_dtype`` (collective): float16 or bfloat16 sends the gradients in that dtype (half the
+    bytes); None or float32 keeps their own. The other backends have nothing to send it to (logged).
     """
     if kind not in KINDS:
         raise BackendError("backend %r is unknown; use one of %s" % (kind, ", ".join(KINDS)))
@@ -150,13 +152,17 @@ def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, buck
     common = dict(device=device, precision_mode=precision_mode, loss_scale=loss_scale,
                   intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads)
     if kind == "none":
+        if allreduce_dtype not in (None, "", "float32"):
+            LOG.info("allreduce dtype %s ignored: one rank sends nothing", allreduce_dtype)
         if int(size) != 1:
             raise BackendError("backend none runs one rank, not %s; use collective or hccl" % size)
         return Backend(rank, size, **common)
     if kind == "collective":
         from train.collective_backend import CollectiveBackend
         return CollectiveBackend(rank, size, peers, timeout=timeout, bucket_bytes=bucket_bytes,
-                                 op_timeouts=op_timeouts, **common)
+                                 op_timeouts=op_timeouts, allreduce_dtype=allreduce_dtype, **common)
+    if allreduce_dtype not in (None, "", "float32"):
+        LOG.info("allreduce dtype %s ignored by the %s backend (collective only)", allreduce_dtype, kind)
     from train.npu_backend import HcclBackend
     return HcclBackend(rank, size, iterations_per_loop=iterations_per_loop, **common)
 

@@ -18,6 +18,7 @@ LR_SCALING = ("linear", "none")
 PRECISION_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16", "must_keep_origin_dtype",
                    "force_fp32")
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
+ALLREDUCE_DTYPES = ("float32", "float16", "bfloat16")  # train.collective_backend.WIRE_DTYPES
 BAD_IMAGE_POLICIES = ("skip", "stop")  # data.robust.POLICIES (that module imports TensorFlow)
 
 
@@ -68,6 +69,12 @@ def build_parser():
              "scaling (default allow_mix_precision on both); CPU always trains in float32")
     add("--loss-scale", "--loss_scale", dest="loss_scale", default=None,
         help="GPU mixed precision: dynamic (default), off, or a fixed number >= 1")
+    add("--allreduce-dtype", "--allreduce_dtype", dest="allreduce_dtype", choices=ALLREDUCE_DTYPES,
+        default="float32", help="CPU/GPU with several ranks: dtype of the gradients on the wire; float16 or "
+                                "bfloat16 send half the bytes (default float32: the gradients' own)")
+    add("--allreduce-bucket-mb", "--allreduce_bucket_mb", dest="allreduce_bucket_mb", type=float,
+        default=None, help="CPU/GPU with several ranks: gradients fused per collective, in MiB "
+                           "(0: one collective per tensor; default: the backend's)")
     add("--seed", type=int, default=1234)
     add("--log-every", "--log_every", "--log_every_n_steps", "--display_every", dest="log_every", type=int,
         default=10, help="write a metrics record and a log line every N steps (default 10)")
@@ -148,6 +155,8 @@ def parse_flags(argv):
         raise TrainError("--max-steps must be positive")
     if args.learning_rate <= 0:
         raise TrainError("--learning-rate must be positive")
+    if args.allreduce_bucket_mb is not None and args.allreduce_bucket_mb < 0:
+        raise TrainError("--allreduce-bucket-mb must be 0 (one collective per tensor) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise TrainError("--label-smoothing must be in [0, 1)")
     if args.freeze_backbone and not args.finetune:
