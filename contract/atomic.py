@@ -1,10 +1,10 @@
 """The one way to write a file that a reader must never see half-written (temp file + rename).
 
-Why: the launcher, a resuming rank, a scheduler or a second run may read launch.json, summary.json, error.json,
-checkpoint metadata or a rank table at any moment; a crash or a full disk mid-write must leave either the old
-file or the new one. The temp file sits in the target's directory (same filesystem, so the rename is atomic),
-is named `.<name>.tmp-XXXX` (hidden; data.convert cleans such leftovers) and gets the permissions a plain
-open() would have given.
+Why: the launcher, a resuming rank, a scheduler or a second run may read launch.json, summary.json,
+error.json, checkpoint metadata or a rank table at any moment; a crash or a full disk mid-write must leave
+either the old file or the new one. The temp file sits in the target's directory (same filesystem, so the
+rename is atomic), is named `.<name>.tmp-XXXX` (hidden; data.convert cleans such leftovers) and gets the
+permissions a plain open() would have given.
 """
 import json
 import os

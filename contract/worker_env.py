@@ -57,7 +57,8 @@ def _list(name, text):
 
 
 # How each kind is read from and written to the environment.
-_READ = {"int": _whole, "count": _count, "seconds": _seconds, "backend": _backend, "str": _text, "list": _list}
+_READ = {"int": _whole, "count": _count, "seconds": _seconds, "backend": _backend, "str": _text,
+         "list": _list}
 _WRITE = {"int": str, "count": str, "seconds": lambda v: "%g" % v, "backend": str, "str": str,
           "list": ",".join}
 _TYPES = {"int": int, "count": int, "seconds": float, "backend": str, "str": str, "list": list}
