@@ -250,13 +250,6 @@ def main(argv=None, out=None, err=None):
     out = out or sys.stdout
     err = err or sys.stderr
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "k8s":
-        try:
-            from launcher import k8s
-        except ImportError as error:
-            err.write("launcher: error: `launcher k8s` is not available (%s)\n" % error)
-            return EXIT_USAGE
-        return k8s.main(argv[1:])
     try:
         options = parse(argv)
         if options["list_models"]:
