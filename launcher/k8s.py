@@ -14,6 +14,7 @@ import sys
 
 import jinja2
 
+from contract import atomic
 from launcher.errors import LaunchError
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -278,17 +279,11 @@ def write_manifest(text, path):
     if not os.path.isdir(directory):
         raise K8sError("-o %s: directory %s does not exist; create it or choose another path"
                        % (path, directory))
-    tmp = "%s.tmp.%d" % (path, os.getpid())
     try:
-        with open(tmp, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        atomic.write_text(path, text)
     except OSError as exc:
         raise K8sError("-o %s: cannot write (%s); choose a writable path"
                        % (path, exc.strerror or exc)) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def split_extra(argv):
