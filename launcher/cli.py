@@ -135,10 +135,7 @@ def list_models(out):
 
 
 def _registry():
-    try:
-        from models import registry
-    except ImportError as error:
-        raise LaunchError("the model registry is not available (%s); use -- CMD" % error) from None
+    from models import registry  # imports TensorFlow: only for a trainer job or --list-models
     return registry
 
 
@@ -152,29 +149,19 @@ def check_trainer_inputs(options):
     check_trainer_flags(options)
     path = options.get("data_path")
     if path:
+        from data import layout
         try:
-            from data import layout
-        except ImportError:
-            layout = None
-        if layout is None:
-            if not path.startswith("synthetic") and not os.path.exists(path):
-                raise LaunchError("--data-path %s does not exist; pass a dataset dir or 'synthetic'" % path)
-        else:
-            try:
-                layout.inspect(path, **trainer_data_options(options.get("passthrough") or []))
-            except layout.DataError as error:
-                raise LaunchError(str(error)) from None
+            layout.inspect(path, **trainer_data_options(options.get("passthrough") or []))
+        except layout.DataError as error:
+            raise LaunchError(str(error)) from None
 
 
 def check_trainer_flags(options):
     """The trainer's options, checked by the trainer's own parser before any rank starts, so that a typo
     such as --learning_rate=abc is one line now instead of a failed rank later (train.config imports no
     TensorFlow)."""
-    try:
-        from train import config
-        from train.errors import TrainError
-    except ImportError:
-        return
+    from train import config
+    from train.errors import TrainError
     try:
         config.parse_flags(plan_mod.trainer_args(options))
     except TrainError as error:
@@ -185,10 +172,7 @@ def trainer_data_options(passthrough):
     """--label-offset / --num-classes among the trainer options passed through, read with the trainer's
     own flag definitions (train.config imports no TensorFlow), so the check reads the data as the
     ranks will."""
-    try:
-        from train import config
-    except ImportError:
-        return {}
+    from train import config
     try:
         return config.data_options(passthrough)
     except config.TrainError as error:

@@ -16,13 +16,14 @@ import jinja2
 
 from contract import atomic
 from launcher.errors import LaunchError
+from rank_table.validate import SCHEDULER_TABLE_PATHS
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 TEMPLATE = "volcano_job.yaml.j2"
 
 # Where HCCL-Controller's ConfigMap (or Ascend Operator's file) appears inside every pod.
-TABLE_DIR = "/user/serverid/devindex/config"
-TABLE_PATH = TABLE_DIR + "/hccl.json"
+TABLE_PATH = SCHEDULER_TABLE_PATHS[0]     # where Ascend's operator mounts the job's rank table
+TABLE_DIR = os.path.dirname(TABLE_PATH)
 # A 910 server takes 1, 2, 4 or 8 cards per job (CANN: 1·n, 2·n, 4·n or 8·n over n servers).
 LEGAL_DEVICES_PER_SERVER = (1, 2, 4, 8)
 MAX_DEVICES = 8
@@ -102,10 +103,7 @@ def check_launcher_args(args):
     if not options.get("model"):
         raise K8sError("no --model: add the training flags (e.g. --model shufflenetv1 --data-path "
                        "/data/imagenet) or a worker command after '--'")
-    try:
-        from models import registry
-    except ImportError:
-        return
+    from models import registry  # (imports TensorFlow: only when a model must be checked)
     names = list(registry.model_names())
     if options["model"] not in names:
         raise K8sError("unknown model %r: choose one of %s" % (options["model"], ", ".join(names)))

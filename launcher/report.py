@@ -154,10 +154,7 @@ def write_failure(plan, failure, outcomes):
 
 def draw_picture(output_dir, summary):
     """The run's PNG via launcher.plot (matplotlib, imported only now); None with a reason if unavailable."""
-    try:
-        from launcher import plot
-    except ImportError as error:
-        return None, "no picture: launcher.plot is not available (%s)" % error
+    from launcher import plot
     try:
         return plot.draw_run(output_dir, summary), None
     except Exception as error:  # a picture must never fail a finished job

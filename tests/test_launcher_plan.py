@@ -79,6 +79,7 @@ def test_hosts_derive_the_same_peers_and_job_id_on_every_node():
     ({"hosts": "a,b", "nnodes": 3, "node_rank": 0}, "agree"),
     ({"hosts": "a,b", "node_rank": 0, "master_addr": "b"}, "master"),
     ({"devices": "1-x"}, "bad --devices"),
+    ({"devices": "0,1,1"}, "device 1 is listed twice"),   # one device-spec rule (rank_table.devices)
     ({"backend": "gpu"}, "no CUDA device"),
 ])
 def test_bad_layouts_are_one_line_errors(extra, message):
