@@ -112,13 +112,21 @@ class Plan(NamedTuple):
     ranks: List[RankSpec]
 
 
+class LocalRank(NamedTuple):
+    """One local worker as the backend-specific layout places it."""
+    rank: int                      # global rank
+    label: object                  # the name of its directory and log: device id, or worker index on cpu
+    device_id: object              # physical device id (DEVICE_ID)
+    env: Dict[str, object]         # backend-specific WorkerEnv fields
+
+
 class Layout(NamedTuple):
     """Who runs where (the backend-specific step of the plan)."""
     job_id: str
     world_size: int
     nnodes: int
     node_rank: int
-    local: List[dict]              # per local rank: rank, label, device_id, env (WorkerEnv fields)
+    local: List[LocalRank]
     peers: Optional[List[str]] = None
 
 
@@ -189,20 +197,20 @@ def _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file):
     argv = _worker_argv(args, facts)
     ranks = []
     for local_rank, entry in enumerate(layout.local):
-        device = str(entry["label"])
+        device = str(entry.label)
         rank_dir = os.path.join(node_dir, device)
         threads = len(core_sets[local_rank]) or unbound_threads
         settings = WorkerEnv(
-            rank=entry["rank"], size=layout.world_size, job_id=layout.job_id,
-            device_id=str(entry["device_id"]), backend=backend, output_dir=output_dir, rank_dir=rank_dir,
+            rank=entry.rank, size=layout.world_size, job_id=layout.job_id,
+            device_id=str(entry.device_id), backend=backend, output_dir=output_dir, rank_dir=rank_dir,
             checkpoint_dir=os.path.join(output_dir, "checkpoints"),
             metrics_file=os.path.join(rank_dir, "metrics.jsonl"),
             error_file=os.path.join(rank_dir, "error.json"),
             local_rank=local_rank, local_size=local_size, node_rank=layout.node_rank, nnodes=layout.nnodes,
             intra_threads=threads, inter_threads=threads, restart=0, unbuffered="1", rank_table=table_file,
-            **entry["env"])
+            **entry.env)
         ranks.append(RankSpec(
-            rank=entry["rank"], local_rank=local_rank, device=device, rank_dir=rank_dir,
+            rank=entry.rank, local_rank=local_rank, device=device, rank_dir=rank_dir,
             log_path=os.path.join(rank_dir, "train_%s.log" % device),
             metrics_file=settings.metrics_file, error_file=settings.error_file,
             env_file=os.path.join(rank_dir, "rank.env"),
@@ -273,8 +281,8 @@ def _collective_layout(args, facts, backend):
     for local_rank, (label, physical) in enumerate(pairs):
         env = {"peers": peers, "collective_timeout": float(timeout),
                "cuda_visible_devices": str(physical) if backend == "gpu" else ""}
-        local.append({"rank": node_rank * local_size + local_rank, "label": label,
-                      "device_id": physical if backend == "gpu" else label, "env": env})
+        local.append(LocalRank(rank=node_rank * local_size + local_rank, label=label,
+                               device_id=physical if backend == "gpu" else label, env=env))
     return Layout(job_id=job_id, world_size=world, nnodes=nnodes, node_rank=node_rank, local=local,
                   peers=peers)
 
@@ -342,6 +350,6 @@ def _npu_layout(args, facts, table, local_server):
         physical = device["device_id"]
         logical = visible.index(physical) if physical in visible else physical
         env = {"ascend_device_id": str(logical), "device_index": str(device["rank_id"])}
-        local.append({"rank": device["rank_id"], "label": logical, "device_id": physical, "env": env})
+        local.append(LocalRank(rank=device["rank_id"], label=logical, device_id=physical, env=env))
     job_id = str(args["job_id"]) if args.get("job_id") else table_job_id(table)
     return Layout(job_id=job_id, world_size=world, nnodes=len(servers), node_rank=node_rank, local=local)
