@@ -10,6 +10,7 @@ import os
 from collections import namedtuple
 
 from contract import worker_env
+from data.errors import BAD_IMAGE_POLICIES
 from train.errors import TrainError
 
 OPTIMIZERS = ("momentum", "rmsprop", "adam")
@@ -21,7 +22,6 @@ MIXED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
 PRECISION_MODES = MIXED_MODES + ("must_keep_origin_dtype", "force_fp32")
 # The allreduce backend of a multi-rank job per LAUNCH_BACKEND (one rank off Ascend: "none").
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
-BAD_IMAGE_POLICIES = ("skip", "stop")  # data.robust.POLICIES (that module imports TensorFlow)
 
 
 class _Parser(argparse.ArgumentParser):
