@@ -1,11 +1,16 @@
 """Gate 2: the product code uses only TensorFlow API that exists in TF 1.15 (the Ascend stack).
 
 Every `tf.<...>` attribute chain in the code (also through simple aliases such as
-`layers = tf.keras.layers`) must name something in tools/reference/tf1_15_api.txt, a copy of every
-public name of TF 1.15.5. Attributes *of* a listed class or function (`tf.GraphKeys.UPDATE_OPS`) are
-fine; a missing name inside a listed module is not. The keyword arguments of every
-`tf.keras.layers.X(...)` call are checked against the 1.15 constructor arguments
-(tools/reference/tf1_15_keras_layer_kwargs.txt); 1.15's Conv2D, for example, has no `groups`.
+`layers = tf.keras.layers` or `from tfcompat import tf as tf1`) must name something in
+tools/reference/tf1_15_api.txt, a copy of every public name of TF 1.15.5. Attributes *of* a listed
+class or function (`tf.GraphKeys.UPDATE_OPS`) are fine; a missing name inside a listed module is not.
+The keyword arguments of every `tf.keras.layers.X(...)` call are checked against the 1.15 constructor
+arguments (tools/reference/tf1_15_keras_layer_kwargs.txt); 1.15's Conv2D, for example, has no `groups`.
+Every call of a `tf.*` function or class, and every method called on an expression the gate can tell is
+a tf.data dataset, is checked against the 1.15 signatures (tools/reference/tf1_15_signatures.txt, see
+tools/tf_calls.py): no keyword argument 1.15 lacks, no more positional arguments than it takes, no
+Dataset method DatasetV1 lacks. Objects of unknown type (a Keras layer instance, a helper's return
+value, a function parameter) are not seen.
 
 Deliberate TF-2-only branches behind a version check are listed, each with its reason, in
 tools/tf2_only_allowlist.txt as `path | tf.name | reason`. An entry nothing uses any more fails too.
@@ -15,6 +20,7 @@ import ast
 import os
 import sys
 
+from tools import tf_calls
 from tools.project_files import python_files, report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,13 +98,65 @@ def attribute_chain(node, roots):
     return None
 
 
+class _Scope:
+    """A module, class body, function or lambda; tells, after the whole file is read, which of its
+    Name reads hold a dataset (so aliases assigned anywhere in the file are known by then)."""
+
+    def __init__(self, node, parent, resolve):
+        self.node, self.parent, self.resolve = node, parent, resolve
+        self._loads = self._names = None
+
+    def _outer(self):
+        outer = self.parent
+        while outer is not None and isinstance(outer.node, ast.ClassDef):
+            outer = outer.parent  # class-body names are not visible inside its methods
+        return outer.names() if outer is not None else set()
+
+    def names(self):
+        """Names a nested function may take for datasets."""
+        if self._names is None:
+            self._names = tf_calls.dataset_names(self.node, self._outer(), self.resolve)
+        return self._names
+
+    def is_dataset(self, node):
+        if self._loads is None:
+            self._loads = tf_calls.dataset_loads(self.node, self._outer(), self.resolve)
+        return tf_calls.is_dataset(node, lambda name: id(name) in self._loads, self.resolve)
+
+
 class _Collector(ast.NodeVisitor):
-    """Collects (chain, line) for maximal tf chains and (layer chain, kwargs, line) for layer calls."""
+    """Collects (chain, line) for maximal tf chains, (layer chain, kwargs, line) for layer calls,
+    (chain, call) for every call of a tf chain, and (attribute node, call or None, scope) for every
+    other attribute, to be kept by dataset_uses() when its object is a dataset."""
 
     def __init__(self):
         self.roots = {"tf": "tf"}
         self.chains = []
         self.layer_calls = []
+        self.tf_calls = []
+        self.attributes = []
+        self.scope = None
+
+    def resolve(self, node):
+        return attribute_chain(node, self.roots)
+
+    def dataset_uses(self):
+        """(attribute, call or None, line) for each attribute of an expression that is a dataset."""
+        return [(node.attr, call, node.lineno) for node, call, scope in self.attributes
+                if scope.is_dataset(node.value)]
+
+    def visit_scope(self, node):
+        self.scope = _Scope(node, self.scope, self.resolve)
+        self.generic_visit(node)
+        self.scope = self.scope.parent
+
+    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = visit_scope
+
+    def visit_ImportFrom(self, node):
+        if node.module == "tfcompat":
+            for alias in node.names:
+                if alias.name == "tf":
+                    self.roots[alias.asname or "tf"] = "tf"
 
     def visit_Assign(self, node):
         if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -108,10 +166,19 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Call(self, node):
-        chain = attribute_chain(node.func, self.roots)
-        if chain is not None and chain.startswith(LAYER_MODULES):
-            names = [kw.arg for kw in node.keywords if kw.arg is not None]
-            self.layer_calls.append((chain, names, node.lineno))
+        func = node.func
+        chain = attribute_chain(func, self.roots)
+        if chain is not None:
+            self.tf_calls.append((chain, node))
+            if chain.startswith(LAYER_MODULES):
+                names = [kw.arg for kw in node.keywords if kw.arg is not None]
+                self.layer_calls.append((chain, names, node.lineno))
+        elif isinstance(func, ast.Attribute):
+            self.attributes.append((func, node, self.scope))
+            self.visit(func.value)  # not func itself: its attribute is recorded here, with the call
+            for child in node.args + node.keywords:
+                self.visit(child)
+            return
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
@@ -119,6 +186,7 @@ class _Collector(ast.NodeVisitor):
         if chain is not None:
             self.chains.append((chain, node.lineno))
             return  # maximal chain: do not report its prefixes again
+        self.attributes.append((node, None, self.scope))
         self.generic_visit(node)
 
 
@@ -137,7 +205,7 @@ def first_missing(chain, api, modules):
     return None
 
 
-def check_source(source, rel, api, modules, layer_kwargs):
+def check_source(source, rel, api, modules, layer_kwargs, signatures):
     """(tf.name, line, message) for each violation in one file's source."""
     collector = _Collector()
     collector.visit(ast.parse(source, filename=rel))
@@ -157,17 +225,44 @@ def check_source(source, rel, api, modules, layer_kwargs):
         if allowed is None:
             continue  # not a layer class (tf.keras.layers.add, Input, ...)
         allowed = allowed | BASE_LAYER_KWARGS
+        signature = tf_calls.lookup(chain, signatures)
+        shown = "; 1.15 signature: %s where **kwargs takes %s" % (
+            signature.text(), " ".join(sorted(BASE_LAYER_KWARGS))) if signature else ""
         for name in names:
             if name not in allowed:
                 problems.append(("%s(%s=)" % (chain, name), line,
-                                 "%s has no argument %r in TensorFlow 1.15" % (chain, name)))
-    return problems
+                                 "%s has no argument %r in TensorFlow 1.15%s" % (chain, name, shown)))
+    for chain, call in collector.tf_calls:
+        signature = tf_calls.lookup(chain, signatures)
+        if signature is None or first_missing(chain, api, modules):
+            continue  # no signature claimed, or the name itself is already reported
+        for key, message in tf_calls.argument_problems(call, signature, chain):
+            problems.append((key, call.lineno, message))
+    for attribute, call, line in collector.dataset_uses():
+        if attribute.startswith("_"):
+            continue
+        name = "%s.%s" % (tf_calls.DATASET, attribute)
+        if name not in signatures:
+            problems.append((name, line, "%s is not in TensorFlow 1.15 (this expression is a dataset; "
+                                         "1.15's tf.data.Dataset is DatasetV1)" % name))
+            continue
+        signature = signatures[name]
+        if call is not None and signature is not None:
+            for key, message in tf_calls.argument_problems(call, signature, name, bound=True):
+                problems.append((key, line, message))
+    unique, seen = [], set()
+    for problem in sorted(problems, key=lambda problem: problem[1]):
+        if problem[:2] not in seen:
+            seen.add(problem[:2])
+            unique.append(problem)
+    return unique
 
 
 def violations(root):
     api = load_api()
     modules = {name.rsplit(".", 1)[0] for name in api if "." in name}
     layer_kwargs = load_layer_kwargs()
+    signatures = tf_calls.load_signatures()
     allow, found = load_allowlist(os.path.join(root, ALLOWLIST))
     used = set()
     for rel in python_files(root):
@@ -176,7 +271,7 @@ def violations(root):
             continue
         with open(os.path.join(root, rel), "rb") as handle:
             source = handle.read()
-        for name, line, message in check_source(source, posix, api, modules, layer_kwargs):
+        for name, line, message in check_source(source, posix, api, modules, layer_kwargs, signatures):
             if (posix, name) in allow:
                 used.add((posix, name))
                 continue
