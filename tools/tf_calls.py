@@ -80,7 +80,8 @@ def lookup(chain, table):
         candidates.append("tf." + chain[len("tf.compat.v1."):])
     elif chain.startswith("tf.") and not chain.startswith("tf.compat."):
         candidates.append("tf.compat.v1." + chain[3:])
-    candidates.append(normalise(chain))  # tf.compat.v2.data.Dataset.X: the same arguments in 1.15
+    if normalise(chain).startswith(DATASET + "."):
+        candidates.append(normalise(chain))  # the table lists DatasetV1's methods once, as tf.data.Dataset.X
     for name in candidates:
         if name in table:
             return table[name]
