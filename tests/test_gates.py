@@ -160,6 +160,38 @@ def test_tf_api_gate_catches_arguments_missing_from_tf115(tree, source, message,
     assert 1 < line <= source.count("\n") + 1
 
 
+def test_tf_api_gate_sees_datasets_returned_by_project_functions(tree):
+    plant(tree, "data/planted_make.py", (
+        "from tfcompat import tf\n"
+        "\n"
+        "\n"
+        "def records(files):\n"
+        "    return tf.data.TFRecordDataset(files)\n"
+        "\n"
+        "\n"
+        "def maybe(files):  # a dataset on one path only: callers cannot be sure\n"
+        "    if files:\n"
+        "        return tf.data.TFRecordDataset(files)\n"
+        "    return None\n"))
+    plant(tree, "data/planted.py", (
+        "from data import planted_make\n"
+        "from data.planted_make import maybe\n"
+        "\n"
+        "\n"
+        "def _local(files):\n"
+        "    return planted_make.records(files).shuffle(8)\n"
+        "\n"
+        "\n"
+        "def pipe(files):\n"
+        "    maybe(files).map(len, deterministic=True)\n"
+        "    return _local(files).map(len, num_parallel_calls=2, deterministic=True)\n"))
+    code, out = run_gate("tools.check_tf_api", tree)
+    assert code == 1, out
+    lines = [line for line in out.splitlines() if "planted" in line]
+    assert len(lines) == 1 and lines[0].startswith("data/planted.py:11: tf.data.Dataset.map has no argument "
+                                                   "'deterministic'"), out
+
+
 def test_tf_api_gate_accepts_tf115_arguments_and_unknown_objects(tree):
     plant(tree, "data/fine.py", (
         "import concurrent.futures\n"

@@ -7,10 +7,10 @@ class or function (`tf.GraphKeys.UPDATE_OPS`) are fine; a missing name inside a 
 The keyword arguments of every `tf.keras.layers.X(...)` call are checked against the 1.15 constructor
 arguments (tools/reference/tf1_15_keras_layer_kwargs.txt); 1.15's Conv2D, for example, has no `groups`.
 Every call of a `tf.*` function or class, and every method called on an expression the gate can tell is
-a tf.data dataset, is checked against the 1.15 signatures (tools/reference/tf1_15_signatures.txt, see
-tools/tf_calls.py): no keyword argument 1.15 lacks, no more positional arguments than it takes, no
-Dataset method DatasetV1 lacks. Objects of unknown type (a Keras layer instance, a helper's return
-value, a function parameter) are not seen.
+a tf.data dataset (tools/tf_datasets.py), is checked against the 1.15 signatures
+(tools/reference/tf1_15_signatures.txt, tools/tf_calls.py): no keyword argument 1.15 lacks, no more
+positional arguments than it takes, no Dataset method DatasetV1 lacks. Objects of unknown type (a Keras
+layer instance, a function parameter, a method's return value) are not seen.
 
 Deliberate TF-2-only branches behind a version check are listed, each with its reason, in
 tools/tf2_only_allowlist.txt as `path | tf.name | reason`. An entry nothing uses any more fails too.
@@ -20,7 +20,7 @@ import ast
 import os
 import sys
 
-from tools import tf_calls
+from tools import tf_calls, tf_datasets
 from tools.project_files import python_files, report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -98,44 +98,20 @@ def attribute_chain(node, roots):
     return None
 
 
-class _Scope:
-    """A module, class body, function or lambda; tells, after the whole file is read, which of its
-    Name reads hold a dataset (so aliases assigned anywhere in the file are known by then)."""
-
-    def __init__(self, node, parent, resolve):
-        self.node, self.parent, self.resolve = node, parent, resolve
-        self._loads = self._names = None
-
-    def _outer(self):
-        outer = self.parent
-        while outer is not None and isinstance(outer.node, ast.ClassDef):
-            outer = outer.parent  # class-body names are not visible inside its methods
-        return outer.names() if outer is not None else set()
-
-    def names(self):
-        """Names a nested function may take for datasets."""
-        if self._names is None:
-            self._names = tf_calls.dataset_names(self.node, self._outer(), self.resolve)
-        return self._names
-
-    def is_dataset(self, node):
-        if self._loads is None:
-            self._loads = tf_calls.dataset_loads(self.node, self._outer(), self.resolve)
-        return tf_calls.is_dataset(node, lambda name: id(name) in self._loads, self.resolve)
-
-
 class _Collector(ast.NodeVisitor):
     """Collects (chain, line) for maximal tf chains, (layer chain, kwargs, line) for layer calls,
     (chain, call) for every call of a tf chain, and (attribute node, call or None, scope) for every
     other attribute, to be kept by dataset_uses() when its object is a dataset."""
 
-    def __init__(self):
+    def __init__(self, module_names):
         self.roots = {"tf": "tf"}
         self.chains = []
         self.layer_calls = []
         self.tf_calls = []
         self.attributes = []
+        self.module_names = module_names
         self.scope = None
+        self.top_functions = []  # scopes of the module-level functions
 
     def resolve(self, node):
         return attribute_chain(node, self.roots)
@@ -146,7 +122,11 @@ class _Collector(ast.NodeVisitor):
                 if scope.is_dataset(node.value)]
 
     def visit_scope(self, node):
-        self.scope = _Scope(node, self.scope, self.resolve)
+        self.scope = tf_datasets.Scope(node, self.scope, self.resolve, self.module_names)
+        if isinstance(node, ast.Module):
+            self.module_scope = self.scope
+        elif self.scope.parent is self.module_scope and isinstance(node, ast.FunctionDef):
+            self.top_functions.append(self.scope)
         self.generic_visit(node)
         self.scope = self.scope.parent
 
@@ -205,10 +185,27 @@ def first_missing(chain, api, modules):
     return None
 
 
+def collect(source, rel, project):
+    """The file's collector (tf chains, calls, attributes and scopes), or a one-line parse error."""
+    try:
+        tree = ast.parse(source, filename=rel)
+    except (SyntaxError, ValueError) as error:
+        return "%s:%s: cannot parse: %s" % (rel, getattr(error, "lineno", "?"), getattr(error, "msg", error))
+    collector = _Collector(tf_datasets.ModuleNames(tree, rel, project))
+    collector.visit(tree)
+    return collector
+
+
 def check_source(source, rel, api, modules, layer_kwargs, signatures):
-    """(tf.name, line, message) for each violation in one file's source."""
-    collector = _Collector()
-    collector.visit(ast.parse(source, filename=rel))
+    """(tf.name, line, message) for each violation in one file's source, read alone."""
+    project = tf_datasets.Project()
+    collector = collect(source, rel, project)
+    tf_datasets.link([(collector.module_scope, collector.top_functions)], project)
+    return problems_of(collector, api, modules, layer_kwargs, signatures)
+
+
+def problems_of(collector, api, modules, layer_kwargs, signatures):
+    """(tf.name, line, message) for each violation the collector of one file holds."""
     problems = []
     for chain, line in collector.chains:
         missing = first_missing(chain, api, modules)
@@ -265,13 +262,21 @@ def violations(root):
     signatures = tf_calls.load_signatures()
     allow, found = load_allowlist(os.path.join(root, ALLOWLIST))
     used = set()
+    project = tf_datasets.Project()
+    collectors = []
     for rel in python_files(root):
         posix = rel.replace(os.sep, "/")
         if posix.startswith(NOT_CHECKED):
             continue
         with open(os.path.join(root, rel), "rb") as handle:
-            source = handle.read()
-        for name, line, message in check_source(source, posix, api, modules, layer_kwargs, signatures):
+            collector = collect(handle.read(), posix, project)
+        if isinstance(collector, str):
+            found.append(collector)
+        else:
+            collectors.append((posix, collector))
+    tf_datasets.link([(c.module_scope, c.top_functions) for _, c in collectors], project)
+    for posix, collector in collectors:
+        for name, line, message in problems_of(collector, api, modules, layer_kwargs, signatures):
             if (posix, name) in allow:
                 used.add((posix, name))
                 continue
