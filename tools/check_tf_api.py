@@ -116,8 +116,18 @@ class _Collector(ast.NodeVisitor):
     def resolve(self, node):
         return attribute_chain(node, self.roots)
 
+    def constructs_datasets(self):
+        constructors = tf_datasets.DATASET_CONSTRUCTORS
+        return any(tf_calls.normalise(chain) in constructors for chain, _ in self.tf_calls)
+
+    def linked(self):
+        """What tf_datasets.link() needs to know of this file."""
+        return self.module_names, self.top_functions, self.constructs_datasets()
+
     def dataset_uses(self):
         """(attribute, call or None, line) for each attribute of an expression that is a dataset."""
+        if not self.module_names.may_hold_datasets():
+            return []
         return [(node.attr, call, node.lineno) for node, call, scope in self.attributes
                 if scope.is_dataset(node.value)]
 
@@ -200,7 +210,7 @@ def check_source(source, rel, api, modules, layer_kwargs, signatures):
     """(tf.name, line, message) for each violation in one file's source, read alone."""
     project = tf_datasets.Project()
     collector = collect(source, rel, project)
-    tf_datasets.link([(collector.module_scope, collector.top_functions)], project)
+    tf_datasets.link([collector.linked()], project)
     return problems_of(collector, api, modules, layer_kwargs, signatures)
 
 
@@ -243,7 +253,7 @@ def problems_of(collector, api, modules, layer_kwargs, signatures):
             problems.append((name, line, "%s is not in TensorFlow 1.15 (this expression is a dataset; "
                                          "1.15's tf.data.Dataset is DatasetV1)" % name))
             continue
-        signature = signatures[name]
+        signature = tf_calls.lookup(name, signatures)
         if call is not None and signature is not None:
             for key, message in tf_calls.argument_problems(call, signature, name, bound=True):
                 problems.append((key, line, message))
@@ -274,7 +284,7 @@ def violations(root):
             found.append(collector)
         else:
             collectors.append((posix, collector))
-    tf_datasets.link([(c.module_scope, c.top_functions) for _, c in collectors], project)
+    tf_datasets.link([collector.linked() for _, collector in collectors], project)
     for posix, collector in collectors:
         for name, line, message in problems_of(collector, api, modules, layer_kwargs, signatures):
             if (posix, name) in allow:

@@ -4,7 +4,7 @@ Why: a TF-2-only argument (`dataset.map(f, deterministic=False)`, `tf.image.resi
 is a name the name check cannot see, and it is fatal only inside the Ascend image (TF 1.15), which CI
 cannot run. tools/reference/tf1_15_signatures.txt lists each public 1.15 function's arguments (a class's
 __init__ without self; `tf.data.Dataset.<method>` for DatasetV1's methods; `?` where no signature is
-claimed). This module judges one call against that table and tells which expressions are datasets.
+claimed). This module judges one call against that table (tools/tf_datasets.py finds the datasets).
 """
 import ast
 import os
@@ -40,15 +40,13 @@ class Signature:
 
 
 def load_signatures(path=SIGNATURES_FILE):
-    """{tf.name: Signature, or None where the line says `?` (no signature claimed)."""
+    """{tf.name: its argument text}; lookup() makes a Signature of the few names the code calls."""
     table = {}
     with open(path) as handle:
         for line in handle:
             name, colon, rest = line.partition(":")
-            if not colon:
-                continue
-            name, args = name.strip(), rest.split()
-            table[name] = None if args == ["?"] else Signature(name, args)
+            if colon:
+                table[name.strip()] = rest
     return table
 
 
@@ -72,7 +70,8 @@ def lookup(chain, table):
         candidates.append(normalise(chain))  # the table lists DatasetV1's methods once, as tf.data.Dataset.X
     for name in candidates:
         if name in table:
-            return table[name]
+            args = table[name].split()
+            return None if args == ["?"] else Signature(name, args)  # `?`: no signature claimed
     return None
 
 

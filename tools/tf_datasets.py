@@ -280,8 +280,11 @@ def dataset_loads(scope, inherited, resolve, returns=None):
         elif isinstance(statement, (ast.Global, ast.Nonlocal)):
             for name in statement.names:
                 state[name] = False
-        else:  # Expr, Assert, Delete, Pass, Break, Continue, ...
+        else:  # Expr, Assert, Delete, Pass, Break, Continue; newer syntax (match) read cautiously
             read(statement, state)
+            if hasattr(statement, "body") or hasattr(statement, "cases"):
+                for name in _bound_in([statement]):
+                    state[name] = False
         return state
 
     if isinstance(scope, ast.Lambda):
@@ -378,12 +381,13 @@ class Scope:
     def is_dataset(self, node):
         if not isinstance(node, (ast.Name, ast.Call, ast.IfExp)):
             return False
-        if isinstance(node, ast.Name):  # quick answers, the same the flow analysis would give
+        if isinstance(node, ast.Name):  # quick "no"s, the same the flow analysis would give
             values = scope_bindings(self.node).get(node.id)
             if values is None:
                 outer = self.outer()
-                return outer is not None and node.id in outer.names()
-            if all(value is UNKNOWN for value in values):
+                if outer is None or node.id not in outer.names():
+                    return False
+            elif all(value is UNKNOWN for value in values):
                 return False
         if self._loads is None:
             outer = self.outer()
@@ -420,10 +424,12 @@ class Scope:
 
 
 class Project:
-    """The dotted names of the project functions that return a dataset on every path."""
+    """The dotted names of the project functions that return a dataset on every path, and the
+    ModuleNames (ids) of the files that may hold a dataset at all."""
 
     def __init__(self):
         self.returning = set()
+        self.holding = set()
 
 
 class ModuleNames:
@@ -461,17 +467,41 @@ class ModuleNames:
                         names[alias.asname or alias.name] = base + "." + alias.name
         self.names = {name: target for name, target in names.items() if counts.get(name) == 1}
 
+    def refers_to(self, dotted_names):
+        """Whether a module-level name of this file is, or leads to, one of `dotted_names`."""
+        targets = set(self.names.values())
+        for dotted in dotted_names:
+            parts = dotted.split(".")
+            if any(".".join(parts[:i]) in targets for i in range(1, len(parts) + 1)):
+                return True
+        return False
 
-def link(scopes_by_file, project):
+    def may_hold_datasets(self):
+        return id(self) in self.project.holding
+
+
+def link(files, project):
     """Fill project.returning: the functions (module-level, undecorated, not generators) that return a
-    dataset on every path, each judged knowing the others (the largest set that judges itself true)."""
+    dataset on every path, each judged knowing the others (the largest set that judges itself true).
+    `files`: (ModuleNames, its module-level function scopes, whether it calls a tf.data constructor).
+    Only files that construct datasets, or refer to a function of such a file, can hold one."""
+    holding = [module for module, _, constructs in files if constructs]
+    candidates = set()
+    while True:
+        candidates = {dotted for module in holding for dotted in module.functions}
+        more = [module for module, _, _ in files if module not in holding and module.refers_to(candidates)]
+        if not more:
+            break
+        holding.extend(more)
     functions = {}
-    for module_scope, function_scopes in scopes_by_file:
-        for scope in function_scopes:
-            dotted = module_scope.module.module + "." + scope.node.name
-            if module_scope.module.functions.get(dotted) is scope.node and may_return_dataset(scope.node):
+    for module, scopes, _ in files:
+        for scope in scopes:
+            dotted = module.module + "." + scope.node.name
+            if dotted in candidates and module.functions.get(dotted) is scope.node \
+                    and may_return_dataset(scope.node):
                 functions[dotted] = scope
     project.returning = set(functions)
+    project.holding = set(id(module) for module in holding)
     changed = True
     while changed:
         changed = False
