@@ -226,6 +226,13 @@ def test_tf_api_gate_accepts_tf115_arguments_and_unknown_objects(tree):
     assert code == 0, out
 
 
+def test_tf_api_gate_names_an_unparsable_file_in_one_line(tree):
+    plant(tree, "data/planted.py", "from tfcompat import tf\ndef f(:\n    return tf.constant(1)\n")
+    code, out = run_gate("tools.check_tf_api", tree)
+    assert code == 1 and "Traceback" not in out, out
+    assert "data/planted.py:2: cannot parse" in out, out
+
+
 def test_tf_api_allowlist_admits_a_reasoned_argument(tree):
     plant(tree, "data/branch.py", ("from tfcompat import IS_TF2, tf\n"
                                    "if IS_TF2:\n"
