@@ -90,7 +90,8 @@ def test_wire_dtype_and_trainer_flags():
         parse_wire_dtype("int8")
     with pytest.raises(BackendError, match="float16"):
         make_backend("collective", 0, 2, peers="127.0.0.1:1,127.0.0.1:2", allreduce_dtype="fp8")
-    args = config.parse_flags(["--model", "m", "--allreduce-dtype", "float16", "--allreduce-bucket-mb", "0.5"])
+    args = config.parse_flags(["--model", "m", "--allreduce-dtype", "float16",
+                               "--allreduce-bucket-mb", "0.5"])
     assert backend_flags(args) == {"precision_mode": None, "loss_scale": None, "allreduce_dtype": "float16",
                                    "bucket_bytes": 512 * 1024}
     defaults = config.parse_flags(["--model", "m"])
