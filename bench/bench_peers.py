@@ -45,13 +45,12 @@ def _write_result(path, steps, batch, seconds):
 
 def mwms_worker(args):
     """One MWMS worker (or plain fit when --workers 1): time the second of two `fit` epochs."""
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import tensorflow as tf
+    from models import registry
+    from tfcompat import tf  # tf_keras (Keras 2), as the model code needs; it switches eager off, so:
+
+    tf.compat.v1.enable_eager_execution()  # the peer runs the way TF 2 users run fit: eagerly
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    import tfcompat  # noqa: F401  (the project's model code imports it: it switches eager off ...)
-    tf.compat.v1.enable_eager_execution()  # ... and the peer runs the way TF 2 users run fit: eagerly
-    from models import registry
 
     strategy = None
     if args.workers > 1:
