@@ -1,6 +1,5 @@
 """CPU/GPU on several hosts without --hosts: the nodes meet at --master-addr/--master-port and agree on every
 node's address (launcher/rendezvous.py). Real launcher processes and real sockets, on 127.0.0.1 only."""
-import os
 import socket
 import subprocess
 import sys
@@ -8,11 +7,11 @@ import threading
 import time
 
 import pytest
+from helpers import free_port_run, project_env
 
 from launcher import plan, ports, rendezvous
 from launcher.errors import LaunchError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL = "127.0.0.1"
 # The worker: writes the LAUNCH_PEERS it got to peers_<rank>.txt and exits 0.
 WORKER = ("import os; open('peers_%s.txt' % os.environ['RANK_ID'], 'w')"
@@ -21,30 +20,11 @@ WORKER = ("import os; open('peers_%s.txt' % os.environ['RANK_ID'], 'w')"
 
 def free_port(span=4):
     """A port P with P..P+span-1 free on 127.0.0.1 right now (the master's port and the workers' after it)."""
-    for _ in range(50):
-        probe = socket.socket()
-        probe.bind((LOCAL, 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        if port + span > 65535:
-            continue
-        try:
-            held = []
-            for offset in range(span):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind((LOCAL, port + offset))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise RuntimeError("no free ports")
+    return free_port_run(span, LOCAL)
 
 
 def start_node(tmp_path, port, node_rank, nnodes=2, timeout=30, extra=()):
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = project_env()
     argv = [sys.executable, "-m", "launcher", "--nnodes", str(nnodes), "--node-rank", str(node_rank),
             "--master-addr", LOCAL, "--master-port", str(port), "--rendezvous-timeout", str(timeout),
             "--devices", "1", "--backend", "cpu", "--plot", "off"] + list(extra) + \

@@ -17,8 +17,8 @@ import time
 
 import psutil
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Addresses exist only inside the two namespaces this module creates (a point-to-point /30).
 ADDRESSES = ("10.213.47.1", "10.213.47.2")
 PREFIX = 30
