@@ -41,16 +41,13 @@ class Job:
         with open(os.path.join(self.out, "log_%d" % rank)) as handle:
             return handle.read()
 
-    def wait_for_step(self, rank, limit=60):
-        path = os.path.join(self.out, "progress_%d" % rank)
-        deadline = time.time() + limit
-        while time.time() < deadline:
-            if os.path.exists(path):
-                return
-            for proc in self.procs.values():
-                assert proc.poll() is None, "a worker ended early:\n" + self.log(rank)
-            time.sleep(0.2)
-        raise AssertionError("rank %d never finished a step:\n%s" % (rank, self.log(rank)))
+    def finished_a_step(self, rank):
+        """Whether `rank` has finished a training step; an AssertionError if a worker has ended already."""
+        if os.path.exists(os.path.join(self.out, "progress_%d" % rank)):
+            return True
+        for proc in self.procs.values():
+            assert proc.poll() is None, "a worker ended early:\n" + self.log(rank)
+        return False
 
     def kill_all(self):
         for proc in self.procs.values():
@@ -80,8 +77,7 @@ def wait_timed(proc, timeout, into):
 
 @pytest.fixture(scope="module")
 def lost_peers(tmp_path_factory):
-    """The jobs of LOST_PEER started at once; once all are training, the rank 1 of each is killed or
-    frozen (within a moment, so that no job is still busy while a survivor is timed).
+    """The jobs of LOST_PEER started at once; the rank 1 of each is killed or frozen once it is training.
     Yields {name: (rank 0's exit code or None, seconds from the signal to its end, rank 0's log)}, or the
     error text for a job whose ranks never got going."""
     ports = iter(free_ports(2 * len(LOST_PEER)))
@@ -89,24 +85,29 @@ def lost_peers(tmp_path_factory):
     try:
         for name, (_, extra) in LOST_PEER.items():
             jobs[name].start(size=2, steps=10 ** 7, extra=extra, ports=[next(ports), next(ports)])
-        results = {}
-        # the jobs start together: together they get the 60 s each had when they ran one after another
+        results, waiting, pending = {}, [], dict(LOST_PEER)
+        # Each rank 1 is signalled as soon as it has finished a step, so that no job trains on while the
+        # others start. Started together, the jobs together get the 60 s each had when they ran in turn.
         deadline = time.time() + 60 * len(jobs)
-        for name, running in jobs.items():
-            try:
-                running.wait_for_step(1, limit=max(1.0, deadline - time.time()))
-            except AssertionError as exc:
-                results[name] = str(exc)
-        waiting = []
-        for name, (how, _) in LOST_PEER.items():
-            if name in results:
-                continue
-            ended = []
-            thread = threading.Thread(target=wait_timed, args=(jobs[name].procs[0], TIMEOUT + 30, ended))
-            started = time.time()
-            os.kill(jobs[name].procs[1].pid, how)
-            thread.start()
-            waiting.append((name, thread, started, ended))
+        while pending and time.time() < deadline:
+            for name in list(pending):
+                try:
+                    if not jobs[name].finished_a_step(1):
+                        continue
+                except AssertionError as exc:
+                    results[name] = str(exc)
+                    del pending[name]
+                    continue
+                how, _ = pending.pop(name)
+                ended = []
+                thread = threading.Thread(target=wait_timed, args=(jobs[name].procs[0], TIMEOUT + 30, ended))
+                started = time.time()
+                os.kill(jobs[name].procs[1].pid, how)
+                thread.start()
+                waiting.append((name, thread, started, ended))
+            time.sleep(0.2)
+        for name in pending:
+            results[name] = "rank 1 never finished a step:\n" + jobs[name].log(1)
         for name, thread, started, ended in waiting:
             thread.join()
             code, at = ended[0]
