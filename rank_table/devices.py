@@ -12,6 +12,10 @@ from rank_table.errors import RankTableError
 
 DEFAULT_DEVICE_COUNT = 8
 CHIPS = ("910A", "910B")
+# Devices one server can hold, per chip family: 910A servers have 8; the 910B family covers Atlas A2 (8, or
+# 16 on the A2 Box16) and Atlas A3 servers, whose version-1.0 tables list 16 devices (MindIE-LLM docs).
+CHIP_DEVICE_COUNT = {"910A": 8, "910B": 16}
+MAX_DEVICE_COUNT = max(CHIP_DEVICE_COUNT.values())
 VISIBLE_ENV = "ASCEND_RT_VISIBLE_DEVICES"
 
 # npu-smi "Name" column values of the first-generation Ascend 910 (Atlas 800 9000 / 300T): the same
@@ -20,7 +24,7 @@ VISIBLE_ENV = "ASCEND_RT_VISIBLE_DEVICES"
 _FIRST_GEN_NAMES = ("910A", "910B", "910ProA", "910ProB", "910PremiumA")
 _NPU_ROW = re.compile(r"^\|\s*(\d+)\s+(\S+)\s+\|")
 _DAVINCI = re.compile(r"^davinci(\d+)$")
-_SPEC_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+_SPEC_ITEM = re.compile(r"^([0-9]{1,6})(?:-([0-9]{1,6}))?$")
 
 
 def parse_device_spec(spec, device_count=DEFAULT_DEVICE_COUNT, what="--devices"):
@@ -123,6 +127,24 @@ def chip_from_name(name):
     if re.match(r"^910B\d", bare) or name == "Ascend910" or bare.startswith("910_93"):
         return "910B"
     return None
+
+
+def chip_from_hardware_type(value):
+    """"910A", "910B" or None for a rank table's ``hardware_type`` (Ascend Operator writes e.g.
+    "800I-A2-32G", "800I-A3-64G"). Only names that tell the generation count; a bare "Ascend910" does not."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    name = value.strip()
+    if chip_from_name(name) == "910A" or re.match(r"^(Ascend)?910(Pro|Premium)?A", name):
+        return "910A"
+    if re.search(r"(^|[^A-Za-z0-9])A[23]([^0-9]|$)|910B|910_93|910C", name.upper()):
+        return "910B"
+    return None
+
+
+def device_count_for(chip):
+    """Devices per server under ``chip``'s rules (the largest server of that family; 16 when unknown)."""
+    return CHIP_DEVICE_COUNT.get(chip, MAX_DEVICE_COUNT)
 
 
 def _npu_smi_names(npu_smi):

@@ -9,7 +9,7 @@ import os
 import socket
 import time
 
-from rank_table.devices import DEFAULT_DEVICE_COUNT, format_devices
+from rank_table.devices import format_devices
 from rank_table.errors import RankTableError, TableNotReady
 from rank_table.schema import parse_table
 
@@ -24,34 +24,92 @@ class _NotYet(RankTableError):
     """The file is missing or not (yet) valid JSON: worth waiting for while a scheduler writes it."""
 
 
-def read_table(path, chip=None, device_count=DEFAULT_DEVICE_COUNT):
-    """A checked ``RankTable`` from ``path`` (one attempt, no waiting)."""
+# hccl-controller refuses tables over 50 MB; a real one is a few hundred bytes per device.
+MAX_TABLE_BYTES = 50 * 1024 * 1024
+MAX_NUMBER_CHARS = 32
+
+
+def _refuse_constant(name):
+    raise ValueError("%s is not JSON (write a number or a string)" % name)
+
+
+def _bounded_number(kind):
+    def parse(text):
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError("a %d-character number is not a rank-table value" % len(text))
+        return kind(text)
+    return parse
+
+
+def decode_table(raw, path):
+    """The JSON value of a table's bytes: UTF-8 only, bounded nesting, no NaN/Infinity, no huge numbers.
+
+    Bad bytes raise ``_NotYet`` (a scheduler may be half-way through writing them), with one line naming
+    the fault. Deep nesting ends in the parser's RecursionError, turned into the same kind of line."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(raw) > 1 and (raw[0] == 0 or raw[1] == 0)):
+        raise _NotYet("%s is UTF-16 text; HCCL reads UTF-8: convert it (iconv -f UTF-16 -t UTF-8) or rebuild "
+                      "it with python -m rank_table" % path)
     try:
-        with open(path) as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise _NotYet("rank table %s does not exist; check the path (or RANK_TABLE_FILE)" % path) from None
-    except OSError as err:
-        raise RankTableError("cannot read rank table %s (%s)" % (path, err.strerror or err)) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _NotYet("%s is not UTF-8 (byte 0x%02x at offset %d); rank tables are UTF-8 JSON: convert it "
+                      "or rebuild it with python -m rank_table" % (path, raw[err.start], err.start)) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_number(int),
+                          parse_float=_bounded_number(float))
+    except RecursionError:
+        raise _NotYet("%s nests too deeply to be a rank table; rebuild it with python -m rank_table"
+                      % path) from None
     except ValueError as err:
         raise _NotYet("%s is not valid JSON (%s); fix or rebuild it with python -m rank_table"
-                      % (path, err)) from None
+                      % (path, str(err).splitlines()[0][:200])) from None
+
+
+def read_bytes(path, limit=MAX_TABLE_BYTES):
+    """A table file's bytes; larger than ``limit`` raises without reading it (memory stays bounded)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise RankTableError("rank table %s is %d bytes, over the %d MB limit (hccl-controller's); "
+                                     "a real table is a few KB: check the path" % (path, size, limit >> 20))
+            raw = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise _NotYet("rank table %s does not exist; check the path (or RANK_TABLE_FILE)" % path) from None
+    except IsADirectoryError:
+        raise RankTableError("rank table %s is a folder; give the table file (hccl.json)" % path) from None
+    except OSError as err:
+        raise RankTableError("cannot read rank table %s (%s)" % (path, err.strerror or err)) from None
+    if len(raw) > limit:
+        raise RankTableError("rank table %s grew over the %d MB limit while being read; check the path"
+                             % (path, limit >> 20))
+    return raw
+
+
+def read_table(path, chip=None, device_count=None):
+    """A checked ``RankTable`` from ``path`` (one attempt, no waiting)."""
+    data = decode_table(read_bytes(path), path)
     return parse_table(data, source=path, chip=chip, device_count=device_count)
 
 
 def load_table(path, wait_timeout=0, poll_interval=DEFAULT_POLL_INTERVAL, on_wait=None, chip=None,
-               device_count=DEFAULT_DEVICE_COUNT):
+               device_count=None, accept=None):
     """A checked ``RankTable`` from ``path``, waiting up to ``wait_timeout`` seconds for it to be ready.
 
     While the file is missing, half-written or "initializing", ``on_wait(message)`` is called once per
     poll; after the timeout the last reason is raised as ``RankTableError`` with the time waited.
+    ``accept(table)`` may raise ``TableNotReady`` for a finished table that is not for this pod (a previous
+    run's, after a restart): that is waited for too.
     """
     start = time.monotonic()
     while True:
         try:
-            return read_table(path, chip=chip, device_count=device_count)
+            table = read_table(path, chip=chip, device_count=device_count)
+            if accept is not None:
+                accept(table)
+            return table
         except (_NotYet, TableNotReady) as err:
             waited = time.monotonic() - start
             if waited >= wait_timeout:
