@@ -176,6 +176,48 @@ def count_ascend_devices(dev_dir="/dev"):
     return sum(1 for entry in entries if _DAVINCI.match(entry))
 
 
+def davinci_ids(dev_dir="/dev"):
+    """Physical ids of the /dev/davinci<N> nodes, sorted. Inside a container they keep their host names
+    (ascend-docker-runtime mounts /dev/davinci4..7 for physical 4-7), so their order is the logical order."""
+    try:
+        entries = os.listdir(dev_dir)
+    except OSError:
+        return []
+    return sorted(int(m.group(1)) for m in (_DAVINCI.match(e) for e in entries) if m)
+
+
+_VISIBLE_ITEM = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]*-)?([0-9]{1,4})(?:-([0-9]{1,4}))?$")
+
+
+def parse_ascend_visible(value):
+    """Physical ids in ASCEND_VISIBLE_DEVICES as ascend-docker-runtime reads it: "4,5", "4-7", or the device
+    plugin's names "Ascend910-4,Ascend910-5"; sorted, without repeats. Garbage raises ``RankTableError``."""
+    ids = set()
+    for item in str(value).split(","):
+        item = item.strip()
+        match = _VISIBLE_ITEM.match(item)
+        if not match:
+            raise RankTableError("ASCEND_VISIBLE_DEVICES %r: %r is not a device id, range or name such as "
+                                 "Ascend910-4" % (value, item))
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise RankTableError("ASCEND_VISIBLE_DEVICES %r: range %r is reversed" % (value, item))
+        ids.update(range(first, last + 1))
+    return sorted(ids)
+
+
+def container_devices(env=None, dev_dir="/dev"):
+    """Physical ids of the NPUs this container was given, in logical order: the /dev/davinci<N> nodes,
+    else (no nodes visible, e.g. a dry run of the pod's command) ASCEND_VISIBLE_DEVICES; [] if neither."""
+    ids = davinci_ids(dev_dir)
+    if ids:
+        return ids
+    env = os.environ if env is None else env
+    value = (env.get("ASCEND_VISIBLE_DEVICES") or "").strip()
+    return parse_ascend_visible(value) if value else []
+
+
 def detect_chip(npu_smi="npu-smi", dev_dir="/dev"):
     """"910A", "910B" or None (no Ascend device), from `npu-smi info`, else from /dev/davinci*.
 

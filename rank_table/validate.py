@@ -6,6 +6,7 @@ ids the table gives them.
 """
 import json
 import os
+import re
 import socket
 import time
 
@@ -151,12 +152,83 @@ def local_addresses():
     return found
 
 
-def find_local_server(table, server_id=None, node_rank=None, addresses=None):
-    """This host's server entry: by ``server_id``, by ``node_rank`` (index in the table), else by address.
+_UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class PodIdentity:
+    """What a pod knows about itself (downward API env): its UID, its node's IP and its own IP.
+
+    Names the env variables the rendered Volcano Job sets: POD_UID (metadata.uid), XDL_IP (status.hostIP,
+    Huawei's name), POD_IP (status.podIP). Empty outside Kubernetes."""
+
+    ENV = {"uid": "POD_UID", "node_ip": "XDL_IP", "pod_ip": "POD_IP"}
+
+    def __init__(self, uid=None, node_ip=None, pod_ip=None):
+        self.uid = uid or None
+        self.node_ip = node_ip or None
+        self.pod_ip = pod_ip or None
+
+    @classmethod
+    def from_env(cls, env):
+        return cls(**{key: (env.get(name) or "").strip() or None for key, name in cls.ENV.items()})
+
+    def __bool__(self):
+        return bool(self.uid or self.node_ip or self.pod_ip)
+
+
+def _by_pod(table, identity, addresses):
+    """(server, None) when the pod's identity picks one server; (None, reason) when the table is finished
+    but not written for this pod (a previous run's, after a RestartJob); (None, None) when it cannot tell.
+
+    Generations: Ascend Operator since mind-cluster 03770c70 writes the pod UID as server_id (and the node
+    IP as host_ip); earlier Ascend Operator writes container_ip = the pod IP; hccl-controller writes only
+    server_id = the node IP (nothing per pod: that generation resets the table to "initializing" when a
+    pod is deleted, which is what a restarted pod waits on)."""
+    servers = table.servers
+    if identity.uid:
+        mine = [s for s in servers if s.server_id == identity.uid]
+        if mine:
+            return mine[0], None
+        if any(_UID.match(s.server_id) for s in servers):
+            return None, ("%s lists pods %s but not this pod (uid %s): it is a previous run's table"
+                          % (table.source, ", ".join(s.server_id for s in servers), identity.uid))
+    with_container = [s for s in servers if s.container_ip]
+    pod_ips = set([identity.pod_ip] if identity.pod_ip else []) | set(addresses)
+    if with_container and identity.pod_ip:
+        mine = [s for s in with_container if s.container_ip in pod_ips]
+        if len(mine) == 1:
+            return mine[0], None
+        if not mine:
+            return None, ("%s has container IPs %s but not this pod's %s: it is a previous run's table"
+                          % (table.source, ", ".join(s.container_ip for s in with_container), identity.pod_ip))
+    if identity.node_ip:
+        mine = [s for s in servers if identity.node_ip in (s.server_id, s.host_ip)]
+        if len(mine) == 1:
+            return mine[0], None
+        if len(mine) > 1:
+            raise RankTableError("several servers of %s are on this node %s (%s) and the table does not say "
+                                 "which pod is which; give each pod its own node" % (
+                                     table.source, identity.node_ip, ", ".join(s.server_id for s in mine)))
+    return None, None
+
+
+def table_for_pod(identity, addresses=()):
+    """An ``accept`` check for ``load_table``: a finished table that is not for this pod is waited for."""
+    def accept(table):
+        if identity:
+            _, stale = _by_pod(table, identity, set(addresses))
+            if stale:
+                raise TableNotReady(stale + "; waiting for the controller to write this run's table")
+    return accept
+
+
+def find_local_server(table, server_id=None, node_rank=None, addresses=None, identity=None):
+    """This host's server entry: by ``server_id``, by ``node_rank`` (index in the table), by the pod's
+    ``identity`` (PodIdentity: UID, node IP, pod IP; see ``_by_pod``), else by address.
 
     Addresses (default: ``local_addresses()``) are matched against server_id, host_ip and container_ip.
-    A one-server table matches any host when neither id nor rank is given (tables such as ModelZoo's
-    8p.json carry someone else's server_id). No match or several raise ``RankTableError``.
+    A one-server table matches any host when nothing else decides (tables such as ModelZoo's 8p.json
+    carry someone else's server_id). No match or several raise ``RankTableError``.
     """
     ids = ", ".join(server.server_id for server in table.servers)
     if server_id is not None:
@@ -173,6 +245,12 @@ def find_local_server(table, server_id=None, node_rank=None, addresses=None):
     if addresses is None:
         addresses = local_addresses()
     addresses = set(addresses)
+    if identity:
+        server, stale = _by_pod(table, identity, addresses)
+        if server is not None:
+            return server
+        if stale:
+            raise RankTableError(stale)
     matches = [server for server in table.servers
                if {server.server_id, server.host_ip, server.container_ip} & addresses]
     if len(matches) == 1:
@@ -180,9 +258,12 @@ def find_local_server(table, server_id=None, node_rank=None, addresses=None):
     if not matches and len(table.servers) == 1:
         return table.servers[0]
     if not matches:
-        raise RankTableError("none of this host's addresses (%s) is a server in %s (%s); pass --server-id "
-                             "or --node-rank" % (", ".join(sorted(addresses)) or "none found", table.source,
-                                                 ids))
+        known = sorted(addresses | set(x for x in (getattr(identity, "node_ip", None),
+                                                     getattr(identity, "pod_ip", None),
+                                                     getattr(identity, "uid", None)) if x))
+        raise RankTableError("none of this host's addresses or ids (%s) is a server in %s (%s); pass "
+                             "--server-id or --node-rank" % (", ".join(known) or "none found", table.source,
+                                                             ids))
     raise RankTableError("several servers of %s match this host (%s); pass --server-id or --node-rank"
                          % (table.source, ", ".join(server.server_id for server in matches)))
 
