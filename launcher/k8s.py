@@ -224,8 +224,8 @@ def plan_manifest(args, extra):
                         (args.set_env, "--set-env")):
         check_printable(value, flag)
     if not args.set_env.startswith("/"):
-        raise K8sError("--set-env %r: give the absolute path of CANN's set_env.sh inside the image (default %s)"
-                       % (args.set_env, DEFAULT_SET_ENV))
+        raise K8sError("--set-env %r: give the absolute path of CANN's set_env.sh inside the image "
+                       "(default %s)" % (args.set_env, DEFAULT_SET_ENV))
     if args.workdir and not args.workdir.startswith("/"):
         raise K8sError("--workdir %r: give an absolute path inside the image" % args.workdir)
     selector = node_selector(args)
@@ -289,8 +289,8 @@ def build_parser():
     parser.add_argument("--devices-per-server", type=int, default=MAX_DEVICES,
                         help="NPUs per server: 1, 2, 4 or 8 on 910A; 1-8 or 16 on 910B (default 8)")
     parser.add_argument("--chip", choices=sorted(RING_LABEL), default="910A",
-                        help="NPU generation of the nodes: sets the ring-controller.atlas label (ascend-910 / "
-                             "ascend-910b) and, for 910B, the accelerator-type node selector (default 910A)")
+                        help="NPU generation of the nodes: sets the ring-controller.atlas label (ascend-910 "
+                             "/ ascend-910b) and, for 910B, the accelerator-type node selector (910A)")
     parser.add_argument("--arch", choices=sorted(HOST_ARCH),
                         help="node CPU architecture for the host-arch node selector (default: from the image "
                              "name, e.g. ...-aarch64 / ...-x86_64, else arm)")

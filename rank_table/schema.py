@@ -21,7 +21,7 @@ from rank_table.devices import (
 from rank_table.errors import RankTableError, TableNotReady
 
 Device = collections.namedtuple("Device", "device_id device_ip rank_id")
-Device.__doc__ = "One device of a server: physical id (int), IP (str, or None in one-server tables), rank (int)."
+Device.__doc__ = "One device of a server: physical id (int), IP (str; None in one-server tables), rank (int)."
 
 READ_VERSIONS = ("1.0", "1.2")
 NEWER_VERSIONS = {
@@ -120,7 +120,7 @@ def _ip_string(source, where, value, field):
 
 
 def _optional_ip(source, where, entry, field):
-    """An IP field that may be absent; an empty string is absent too (Ascend Operator writes "host_ip": "")."""
+    """An IP field that may be absent; an empty string is absent too (Ascend Operator writes host_ip "")."""
     value = entry.get(field)
     if value is None or value == "":
         return None
@@ -209,7 +209,7 @@ def _super_pods(source, data, servers):
 
 
 def _servers_v2(source, data):
-    """Template 2: servers in order of first appearance; ranks from rank_id, else instance then device order."""
+    """Template 2: servers in order of appearance; ranks from rank_id, else instance then device order."""
     groups = data.get("group_list")
     if not isinstance(groups, list) or len(groups) != 1 or not isinstance(groups[0], dict):
         _fail(source, "template 2 (group_list) table with %s groups is not supported; use one group, or "

@@ -199,8 +199,9 @@ def _by_pod(table, identity, addresses):
         if len(mine) == 1:
             return mine[0], None
         if not mine:
+            known = ", ".join(s.container_ip for s in with_container)
             return None, ("%s has container IPs %s but not this pod's %s: it is a previous run's table"
-                          % (table.source, ", ".join(s.container_ip for s in with_container), identity.pod_ip))
+                          % (table.source, known, identity.pod_ip))
     if identity.node_ip:
         mine = [s for s in servers if identity.node_ip in (s.server_id, s.host_ip)]
         if len(mine) == 1:
@@ -209,6 +210,10 @@ def _by_pod(table, identity, addresses):
             raise RankTableError("several servers of %s are on this node %s (%s) and the table does not say "
                                  "which pod is which; give each pod its own node" % (
                                      table.source, identity.node_ip, ", ".join(s.server_id for s in mine)))
+        if len(servers) > 1 and not (set(s.server_id for s in servers) & pod_ips):
+            nodes = ", ".join(s.host_ip or s.server_id for s in servers)
+            return None, ("%s lists nodes %s but not this pod's node %s: it is a previous run's table (or "
+                          "not this job's)" % (table.source, nodes, identity.node_ip))
     return None, None
 
 

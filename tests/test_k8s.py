@@ -140,7 +140,8 @@ def test_options_shape_node_selection_and_mounts(capsys):
     assert job["spec"]["minAvailable"] == 4 and job["spec"]["tasks"][0]["replicas"] == 4
     assert container["resources"]["limits"][NPU] == 2
     assert pod["spec"]["nodeSelector"] == {"host-arch": "huawei-arm"}
-    configmap, job, pod, container = job_parts(render(argv + ["--node-selector", "host-arch=huawei-x86"], capsys))
+    configmap, job, pod, container = job_parts(render(argv + ["--node-selector", "host-arch=huawei-x86"],
+                                                      capsys))
     assert pod["spec"]["nodeSelector"] == {"host-arch": "huawei-x86"}     # the user's value wins
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     by_path = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
@@ -244,7 +245,7 @@ UIDS = ("0c5a6f0e-1111-4a57-9d1b-2b1a51e0f001", "0c5a6f0e-2222-4a57-9d1b-2b1a51e
 
 
 def pod_env(container, pod):
-    """The container's env as the kubelet resolves it: values, and downward-API fieldRefs read from ``pod``."""
+    """The container's env as the kubelet resolves it: values, and downward-API fieldRefs from ``pod``."""
     env = {}
     for item in container["env"]:
         if "value" in item:
@@ -260,9 +261,9 @@ def pod_env(container, pod):
 
 
 def run_pod(container, pod, table_file, tmp_path, wait=None):
-    """Start the rendered pod command (bash, CANN's set_env.sh, the launcher) as the kubelet would in ``pod``,
-    with the table at ``table_file`` and a stand-in set_env.sh; returns the Popen (the launcher is in a dry run
-    because the training flags hold --dry-run)."""
+    """Start the rendered pod command (bash, CANN's set_env.sh, the launcher) as the kubelet would in
+    ``pod``, with the table at ``table_file`` and a stand-in set_env.sh; returns the Popen (the launcher is in
+    a dry run because the training flags hold --dry-run)."""
     env = pod_env(container, pod)
     command = [kubelet_expand(arg, env) for arg in container["command"]]
     set_env = tmp_path / "set_env.sh"
@@ -316,8 +317,9 @@ def controller_table(generation, devices=None, uids=UIDS):
 
 @pytest.mark.parametrize("generation", ["hccl-controller", "operator", "operator-uid"])
 def test_the_pod_command_finds_its_server_in_each_generations_table(generation, tmp_path, capsys):
-    """The rendered pod command, run as the kubelet would on the second pod, against each generation's table:
-    it waits while the ConfigMap says "initializing", then plans that server's ranks (8-15) with logical ids."""
+    """The rendered pod command, run as the kubelet would on the second pod, against each generation's
+    table: it waits while the ConfigMap says "initializing", then plans that server's ranks (8-15) with
+    logical ids."""
     configmap, job, pod, container = job_parts(render(BASE + ["--dry-run", "--", "true"], capsys))
     table_file = tmp_path / "hccl.json"
     table_file.write_text(configmap["data"]["hccl.json"])          # what the pod sees first
@@ -349,14 +351,15 @@ def test_a_pod_given_physical_4_to_7_starts_logical_0_to_3(tmp_path, capsys):
     assert proc.returncode == 0, err
     plan = the_plan(tmp_path)
     assert [spec["rank"] for spec in plan["ranks"]] == [0, 1, 2, 3]
-    assert [spec["env"]["DEVICE_ID"] for spec in plan["ranks"]] == ["4", "5", "6", "7"]   # physical (CONTRACTS)
+    assert [spec["env"]["DEVICE_ID"] for spec in plan["ranks"]] == ["4", "5", "6", "7"]   # physical
     assert [spec["env"]["ASCEND_DEVICE_ID"] for spec in plan["ranks"]] == ["0", "1", "2", "3"]
 
 
 @pytest.mark.parametrize("generation", ["operator", "operator-uid"])
 def test_after_a_restart_the_previous_runs_table_is_not_acted_on(generation, tmp_path, capsys):
-    """A RestartJob makes new pods (new UIDs, new pod IPs) while the ConfigMap may still hold the previous run's
-    completed table: the pod waits for one written for it, and gives up with the reason if none comes."""
+    """A RestartJob makes new pods (new UIDs, new pod IPs) while the ConfigMap may still hold the previous
+    run's completed table: the pod waits for one written for it, and gives up with the reason if none
+    comes."""
     configmap, job, pod, container = job_parts(render(BASE + ["--dry-run", "--", "true"], capsys))
     old_uids = ("0c5a6f0e-aaaa-4a57-9d1b-2b1a51e0f001", "0c5a6f0e-bbbb-4a57-9d1b-2b1a51e0f002")
     old = controller_table(generation, uids=old_uids)

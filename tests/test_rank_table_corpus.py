@@ -1,7 +1,7 @@
-"""Real rank tables nobody here wrote (Ascend/ModelZoo-TensorFlow, MindIE-LLM, MindSpore docs): every valid one
-accepted with HCCL's rank order, every refused one refused for the fault its manifest entry names.
+"""Real rank tables nobody here wrote (Ascend/ModelZoo-TensorFlow, MindIE-LLM, MindSpore docs): every valid
+one accepted with HCCL's rank order, every refused one refused for the fault its manifest entry names.
 
-The corpus and its manifest (source repo, path, commit, verdict, reason) are in tests/fixtures/rank_table/corpus/.
+The corpus and its manifest (source repo, path, commit, verdict, reason): tests/fixtures/rank_table/corpus/.
 """
 import collections
 import hashlib
@@ -87,7 +87,8 @@ def test_template_2_pod_tables_and_the_16_device_a3_example_are_accepted():
 @pytest.mark.parametrize("reason", sorted(set(e["reason"] for e in MANIFEST if e["verdict"] == "refuse")))
 def test_refused_real_tables_are_one_line_and_exit_2_from_the_cli(reason):
     entry = [e for e in MANIFEST if e["reason"] == reason][0]
-    proc = subprocess.run([sys.executable, "-m", "rank_table", "validate", os.path.join(CORPUS, entry["file"])],
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    path = os.path.join(CORPUS, entry["file"])
+    proc = subprocess.run([sys.executable, "-m", "rank_table", "validate", path],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and entry["expect"] in proc.stderr and "Traceback" not in proc.stderr

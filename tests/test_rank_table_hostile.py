@@ -64,8 +64,8 @@ def _run(argv, cwd, limit_memory=True):
     def cap():  # 400 MB of address space above what the interpreter needs: reading 64 MiB twice would fail
         if limit_memory:
             resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-    return subprocess.run([sys.executable] + argv, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=cap)
+    return subprocess.run([sys.executable] + argv, cwd=str(cwd), env=env, capture_output=True,
+                          text=True, timeout=300, preexec_fn=cap)
 
 
 def _one_line(proc, words, prefix):

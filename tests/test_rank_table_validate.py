@@ -164,8 +164,8 @@ def test_template_2_rules():
 def _sixteen(servers=2, version="1.0", **server_extra):
     server_list = []
     for index in range(servers):
-        devices = [{"device_id": str(d), "device_ip": "10.%d.0.%d" % (index, d), "rank_id": str(16 * index + d)}
-                   for d in range(16)]
+        devices = [{"device_id": str(d), "device_ip": "10.%d.0.%d" % (index, d),
+                    "rank_id": str(16 * index + d)} for d in range(16)]
         entry = {"server_id": "node-%d" % index, "device": devices}
         entry.update(server_extra)
         server_list.append(entry)
@@ -341,3 +341,24 @@ def test_scheduler_table_path(tmp_path):
     assert find_scheduler_table(env={}, paths=(str(mounted),)) is None
     mounted.write_text("{}")
     assert find_scheduler_table(env={}, paths=(str(mounted),)) == str(mounted)
+
+
+def test_a_pod_finds_its_server_by_uid_pod_ip_or_node_ip_and_refuses_another_runs_table():
+    from rank_table import TableNotReady
+    from rank_table.validate import PodIdentity, table_for_pod
+    table = operator_table()        # server_id worker-N-uid, host_ip 10.0.1.1N, container_ip 172.16.0.2N
+    assert find_local_server(table, addresses=set(), identity=PodIdentity(pod_ip="172.16.0.22")).index == 1
+    assert find_local_server(table, addresses=set(), identity=PodIdentity(node_ip="10.0.1.11")).index == 0
+    assert find_local_server(table, addresses=set(), identity=PodIdentity(uid="worker-1-uid")).index == 1
+    with pytest.raises(TableNotReady, match="not this pod's 172.16.9.9: it is a previous run's table"):
+        table_for_pod(PodIdentity(pod_ip="172.16.9.9", node_ip="10.0.1.11"))(table)
+    uid = "0c5a6f0e-1111-4a57-9d1b-2b1a51e0f001"
+    uid_table = parse_table(edit(_set(["server_list", 0, "server_id"], uid)))
+    with pytest.raises(TableNotReady, match="but not this pod .uid 0c5a6f0e-9999"):
+        table_for_pod(PodIdentity(uid="0c5a6f0e-9999-4a57-9d1b-2b1a51e0f001"))(uid_table)
+    controller = parse_table(two_servers())     # hccl-controller: server_id = node IP, nothing per pod
+    node = PodIdentity(node_ip="10.155.111.119")
+    assert find_local_server(controller, addresses=set(), identity=node).index == 1
+    with pytest.raises(TableNotReady, match="not this pod's node 10.9.9.9"):
+        table_for_pod(PodIdentity(node_ip="10.9.9.9"))(controller)
+    table_for_pod(PodIdentity())(controller)    # outside Kubernetes nothing is judged here
