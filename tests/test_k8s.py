@@ -298,7 +298,8 @@ def the_pod(index, devices=None):
 def controller_table(generation, devices=None, uids=UIDS):
     """A completed hccl.json as each generation writes it for 2 pods (one per node), from its source:
     hccl-controller (ascend-hccl-controller ranktable/v2: server_id = node IP, nothing else per server);
-    Ascend Operator before mind-cluster 03770c70 (server_id = node IP from the device plugin, host_ip,
+    hccl-controller -json v1 (ranktable/v1: group_list, pod_name, no rank_id: HCCL numbers ranks in
+    instance order, here pod 1 first); Ascend Operator before mind-cluster 03770c70 (server_id = node IP from the device plugin, host_ip,
     container_ip = pod IP); Ascend Operator since 03770c70 (server_id = pod UID, host_ip = node IP)."""
     devices = devices or list(range(8))
     servers = []
@@ -312,10 +313,17 @@ def controller_table(generation, devices=None, uids=UIDS):
         if generation == "operator-uid":
             entry["server_id"] = uids[index]
         servers.append(entry)
+    if generation == "hccl-controller-v1":     # -json v1: template 2, one instance per pod, in cache order
+        instances = [{"devices": [{k: d[k] for k in ("device_id", "device_ip")} for d in server["device"]],
+                      "pod_name": "mnv3-2s-worker-%d" % index, "server_id": server["server_id"]}
+                     for index, server in reversed(list(enumerate(servers)))]
+        return {"status": "completed", "group_count": "1",
+                "group_list": [{"group_name": "mnv3-2s", "device_count": str(2 * len(devices)),
+                                "instance_count": "2", "instance_list": instances}]}
     return {"status": "completed", "server_list": servers, "server_count": "2", "version": "1.0"}
 
 
-@pytest.mark.parametrize("generation", ["hccl-controller", "operator", "operator-uid"])
+@pytest.mark.parametrize("generation", ["hccl-controller", "hccl-controller-v1", "operator", "operator-uid"])
 def test_the_pod_command_finds_its_server_in_each_generations_table(generation, tmp_path, capsys):
     """The rendered pod command, run as the kubelet would on the second pod, against each generation's
     table: it waits while the ConfigMap says "initializing", then plans that server's ranks (8-15) with
@@ -335,8 +343,10 @@ def test_the_pod_command_finds_its_server_in_each_generations_table(generation, 
             proc.wait()
     assert proc.returncode == 0, err
     plan = the_plan(tmp_path)
-    assert plan["world_size"] == 16 and plan["node_rank"] == 1 and plan["job_id"] == "mnv3-2s"
-    assert [spec["rank"] for spec in plan["ranks"]] == list(range(8, 16))
+    first_in_table = generation == "hccl-controller-v1"
+    assert plan["world_size"] == 16 and plan["node_rank"] == (0 if first_in_table else 1)
+    assert plan["job_id"] == "mnv3-2s"
+    assert [spec["rank"] for spec in plan["ranks"]] == list(range(0, 8) if first_in_table else range(8, 16))
     assert [spec["env"]["ASCEND_DEVICE_ID"] for spec in plan["ranks"]] == [str(d) for d in range(8)]
     assert plan["ranks"][0]["env"]["JOB_ID"] == "mnv3-2s"
 
