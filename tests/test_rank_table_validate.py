@@ -362,3 +362,11 @@ def test_a_pod_finds_its_server_by_uid_pod_ip_or_node_ip_and_refuses_another_run
     with pytest.raises(TableNotReady, match="not this pod's node 10.9.9.9"):
         table_for_pod(PodIdentity(node_ip="10.9.9.9"))(controller)
     table_for_pod(PodIdentity())(controller)    # outside Kubernetes nothing is judged here
+
+
+def test_a_super_pod_id_on_the_servers_chooses_the_a3_rules():
+    table = edit(_set(["server_list", 1, "device", 3, "device_id"], "4"))   # 0,1,2,4: illegal on 910A
+    for server in table["server_list"]:
+        server["super_pod_id"] = "0"
+    told = parse_table(table)
+    assert told.chip == "910B" and "super-pod" in told.chip_reason
