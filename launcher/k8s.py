@@ -36,7 +36,10 @@ HOST_ARCH = {"arm": "huawei-arm", "x86": "huawei-x86"}
 # CANN's environment script in Huawei's images (utils.sh in the samples sources it before training).
 DEFAULT_SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 # `bash -c SCRIPT SET_ENV CMD...`: $0 is the script to source, "$@" the launcher's argv (no quoting needed).
-SHELL_PREFIX = ["/bin/bash", "-c", 'source "$0" && exec "$@"']
+# A missing script is one line naming the fix and exit 2, like every other mistake.
+SHELL_PREFIX = ["/bin/bash", "-c",
+                '[ -f "$0" ] || { echo "launcher: error: CANN environment script $0 not found in the image; '
+                'render the job with --set-env PATH" >&2; exit 2; }; source "$0" && exec "$@"']
 # Launcher flags the manifest sets itself: giving them again would contradict it.
 RESERVED_FLAGS = ("--backend", "--rank-table", "--server-id", "--node-rank", "--job-id", "--nnodes",
                   "--master-addr", "--master-port", "--hosts", "--devices")

@@ -299,8 +299,9 @@ def controller_table(generation, devices=None, uids=UIDS):
     """A completed hccl.json as each generation writes it for 2 pods (one per node), from its source:
     hccl-controller (ascend-hccl-controller ranktable/v2: server_id = node IP, nothing else per server);
     hccl-controller -json v1 (ranktable/v1: group_list, pod_name, no rank_id: HCCL numbers ranks in
-    instance order, here pod 1 first); Ascend Operator before mind-cluster 03770c70 (server_id = node IP from the device plugin, host_ip,
-    container_ip = pod IP); Ascend Operator since 03770c70 (server_id = pod UID, host_ip = node IP)."""
+    instance order, here pod 1 first); Ascend Operator before mind-cluster 03770c70 (server_id = node IP
+    from the device plugin, host_ip, container_ip = pod IP); Ascend Operator since 03770c70 (server_id = pod
+    UID, host_ip = node IP)."""
     devices = devices or list(range(8))
     servers = []
     for index in range(2):
@@ -478,3 +479,12 @@ def test_910b_and_arch_choices(capsys):
                                                       capsys))
     assert pod["spec"]["nodeSelector"] == {"host-arch": "huawei-x86"}
     assert container["command"][3] == "/opt/cann/set_env.sh"
+
+
+def test_a_missing_set_env_script_is_one_line_naming_the_flag(tmp_path, capsys):
+    container = job_parts(render(BASE + ["--dry-run", "--", "true"], capsys))[3]
+    command = [arg.replace("$$", "$") for arg in container["command"]]
+    command[3] = str(tmp_path / "no_set_env.sh")
+    proc = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "no_set_env.sh not found" in proc.stderr and "--set-env" in proc.stderr
