@@ -85,7 +85,8 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
             table = validate.load_table(path, wait_timeout=wait, poll_interval=1.0,
                                         on_wait=_WaitNotice(), chip=told,
                                         device_count=_host_device_count(facts),
-                                        accept=validate.table_for_pod(identity, addresses))
+                                        accept=validate.table_for_pod(
+                                            identity, addresses, scheduler=path in scheduler_paths))
             server = validate.find_local_server(table, server_id=args.get("server_id"),
                                                 node_rank=args.get("node_rank"),
                                                 addresses=addresses, identity=identity)

@@ -176,14 +176,15 @@ class PodIdentity:
         return bool(self.uid or self.node_ip or self.pod_ip)
 
 
-def _by_pod(table, identity, addresses):
+def _by_pod(table, identity, addresses, scheduler=False):
     """(server, None) when the pod's identity picks one server; (None, reason) when the table is finished
     but not written for this pod (a previous run's, after a RestartJob); (None, None) when it cannot tell.
 
     Generations: Ascend Operator since mind-cluster 03770c70 writes the pod UID as server_id (and the node
     IP as host_ip); earlier Ascend Operator writes container_ip = the pod IP; hccl-controller writes only
     server_id = the node IP (nothing per pod: that generation resets the table to "initializing" when a
-    pod is deleted, which is what a restarted pod waits on)."""
+    pod is deleted, which is what a restarted pod waits on). ``scheduler``: the table is the scheduler's
+    (mounted for this job), so even a one-server table must name this pod's node."""
     servers = table.servers
     if identity.uid:
         mine = [s for s in servers if s.server_id == identity.uid]
@@ -210,18 +211,20 @@ def _by_pod(table, identity, addresses):
             raise RankTableError("several servers of %s are on this node %s (%s) and the table does not say "
                                  "which pod is which; give each pod its own node" % (
                                      table.source, identity.node_ip, ", ".join(s.server_id for s in mine)))
-        if len(servers) > 1 and not (set(s.server_id for s in servers) & pod_ips):
+        if (len(servers) > 1 or scheduler) and not (set(s.server_id for s in servers) & pod_ips):
             nodes = ", ".join(s.host_ip or s.server_id for s in servers)
             return None, ("%s lists nodes %s but not this pod's node %s: it is a previous run's table (or "
                           "not this job's)" % (table.source, nodes, identity.node_ip))
     return None, None
 
 
-def table_for_pod(identity, addresses=()):
-    """An ``accept`` check for ``load_table``: a finished table that is not for this pod is waited for."""
+def table_for_pod(identity, addresses=(), scheduler=False):
+    """An ``accept`` check for ``load_table``: a finished table that is not for this pod is waited for.
+    ``scheduler``: the table is at the scheduler's mount path (a user's one-server table may name any
+    host)."""
     def accept(table):
         if identity:
-            _, stale = _by_pod(table, identity, set(addresses))
+            _, stale = _by_pod(table, identity, set(addresses), scheduler)
             if stale:
                 raise TableNotReady(stale + "; waiting for the controller to write this run's table")
     return accept

@@ -370,3 +370,14 @@ def test_a_super_pod_id_on_the_servers_chooses_the_a3_rules():
         server["super_pod_id"] = "0"
     told = parse_table(table)
     assert told.chip == "910B" and "super-pod" in told.chip_reason
+
+
+def test_a_scheduler_one_server_table_must_name_the_pods_node():
+    from rank_table import TableNotReady
+    from rank_table.validate import PodIdentity, table_for_pod
+    one = parse_table(fixture("golden_8p.json"))        # server_id 10.155.111.118
+    pod = PodIdentity(node_ip="10.0.0.7")
+    table_for_pod(pod)(one)         # a user's table (ModelZoo's 8p.json names someone else's host): used
+    with pytest.raises(TableNotReady, match="not this pod's node 10.0.0.7"):
+        table_for_pod(pod, scheduler=True)(one)          # the scheduler's: a previous run's on another node
+    table_for_pod(PodIdentity(node_ip="10.155.111.118"), scheduler=True)(one)
