@@ -4,16 +4,9 @@ import os
 import sys
 import time
 
+import rank_table
 from launcher.errors import LaunchError
-
-
-def _rank_table():
-    try:
-        import rank_table
-        from rank_table import build, device_ips, devices, validate
-    except ImportError as error:
-        raise LaunchError("the Ascend backend needs the rank_table package (%s)" % error) from None
-    return rank_table, build, device_ips, devices, validate
+from rank_table import build, device_ips, devices, validate
 
 
 def table_path(args, environ):
@@ -22,8 +15,7 @@ def table_path(args, environ):
         return args["rank_table"]
     if environ.get("RANK_TABLE_FILE"):
         return environ["RANK_TABLE_FILE"]
-    _, _, _, _, validate = _rank_table()
-    for path in getattr(validate, "SCHEDULER_TABLE_PATHS", ()):
+    for path in validate.SCHEDULER_TABLE_PATHS:
         if os.path.exists(path):
             return path
     return None
@@ -64,7 +56,6 @@ def waits_for_missing(path, args, scheduler_paths):
 
 def resolve(args, facts, hccn_conf=None, detect_chip=None):
     """(table, local server entry, source path or None): load and check a given table, or build one."""
-    rank_table, build, device_ips, devices, validate = _rank_table()
     try:
         told = args.get("chip") or (detect_chip or devices.detect_chip)()
         chip = choose_chip(told, None)
@@ -77,16 +68,15 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
             addresses = [facts["hostname"]] + list(facts["addresses"])
             wait = args.get("table_wait")
             wait = DEFAULT_TABLE_WAIT if wait is None else wait
-            scheduler_paths = tuple(getattr(validate, "SCHEDULER_TABLE_PATHS", ()))
-            if not os.path.exists(path) and not waits_for_missing(path, args, scheduler_paths):
+            if not os.path.exists(path) and not waits_for_missing(path, args, validate.SCHEDULER_TABLE_PATHS):
                 raise LaunchError("rank table %s does not exist; fix --rank-table or RANK_TABLE_FILE (if a "
                                   "scheduler writes it later, add --table-wait S to wait for it)" % path)
             # the chip given or detected; else the table tells (hardware_type, 16-device servers) or 910A
+            for_pod = validate.table_for_pod(identity, addresses,
+                                             scheduler=path in validate.SCHEDULER_TABLE_PATHS)
             table = validate.load_table(path, wait_timeout=wait, poll_interval=1.0,
                                         on_wait=_WaitNotice(), chip=told,
-                                        device_count=_host_device_count(facts),
-                                        accept=validate.table_for_pod(
-                                            identity, addresses, scheduler=path in scheduler_paths))
+                                        device_count=_host_device_count(facts), accept=for_pod)
             server = validate.find_local_server(table, server_id=args.get("server_id"),
                                                 node_rank=args.get("node_rank"),
                                                 addresses=addresses, identity=identity)
@@ -117,7 +107,6 @@ def _host_device_count(facts):
 
 def check_physical_legal(logical, physical, chip):
     """The 910A half rules are about PHYSICAL ids: check them after mapping, naming both when they differ."""
-    rank_table, _, _, devices, _ = _rank_table()
     try:
         devices.check_legal(physical, chip)
     except rank_table.RankTableError as error:
@@ -130,7 +119,6 @@ def check_physical_legal(logical, physical, chip):
 
 def write_built_table(table, path):
     """Write a table this launcher built (rank_table.build.write_table)."""
-    _, build, _, _, _ = _rank_table()
     build.write_table(table, path)
 
 

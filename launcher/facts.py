@@ -81,13 +81,7 @@ def ascend_facts(environ, wanted):
     the logical ids 0-3 the adapter expects (ASCEND_RT_VISIBLE_DEVICES, when set, still wins)."""
     if not wanted:
         return 0, []
-    try:
-        from rank_table import devices as rt_devices
-    except ImportError:
-        rt_devices = None
-    if rt_devices is None:
-        count = len(glob.glob("/dev/davinci[0-9]*"))
-        return count, list(range(count))
+    from rank_table import devices as rt_devices
     try:
         given = rt_devices.container_devices(environ)
         chosen = rt_devices.visible_devices(environ, None, device_count=rt_devices.MAX_DEVICE_COUNT)
