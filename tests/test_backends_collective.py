@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from helpers import ROOT, free_ports
 
+from contract.worker_env import WorkerEnv
+
 WORKER = os.path.join(ROOT, "tests", "workers", "backends_worker.py")
 TIMEOUT = 8  # seconds; every collective fails after this
 pytestmark = pytest.mark.slow
@@ -25,11 +27,11 @@ class Job:
         self.procs = {}
 
     def start(self, size, steps, ranks=None, timeout=TIMEOUT, extra=(), ports=None):
-        peers = ",".join("127.0.0.1:%d" % port for port in ports or free_ports(size))
+        peers = ["127.0.0.1:%d" % port for port in ports or free_ports(size)]
         for rank in range(size) if ranks is None else ranks:
-            env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE=str(size), LAUNCH_BACKEND="cpu",
-                       LAUNCH_PEERS=peers, LAUNCH_COLLECTIVE_TIMEOUT=str(timeout),
-                       LAUNCH_INTRA_OP_THREADS="1", LAUNCH_INTER_OP_THREADS="1", JOB_ID="1")
+            settings = WorkerEnv(rank=rank, size=size, backend="cpu", peers=peers, job_id="1",
+                                 collective_timeout=float(timeout), intra_threads=1, inter_threads=1)
+            env = dict(os.environ, **settings.to_env())
             log = open(os.path.join(self.out, "log_%d" % rank), "w")
             self.procs[rank] = subprocess.Popen(
                 [sys.executable, WORKER, "--out", self.out, "--steps", str(steps), "--bucket-bytes", "4096"]

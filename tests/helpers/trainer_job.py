@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from contract.worker_env import WorkerEnv
 from helpers import ROOT
 
 WORKER = os.path.join(ROOT, "tests", "helpers", "trainer_parts.py")
@@ -17,18 +18,17 @@ _STARTED = itertools.count()
 
 
 def rank_env(output, rank, size, peers):
-    """The variables launcher/plan.py sets for one CPU rank whose files go under `output`."""
+    """os.environ plus what the launcher sets (contract.worker_env) for one CPU rank whose files go under
+    `output`; `peers` is the comma-separated host:port list, or None for a one-rank job."""
     rank_dir = os.path.join(str(output), str(rank))
-    env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE=str(size), JOB_ID="1", DEVICE_ID=str(rank),
-               LAUNCH_BACKEND="cpu", LAUNCH_OUTPUT_DIR=str(output), LAUNCH_RANK_DIR=rank_dir,
-               LAUNCH_CHECKPOINT_DIR=os.path.join(str(output), "checkpoints"),
-               LAUNCH_METRICS_FILE=os.path.join(rank_dir, "metrics.jsonl"),
-               LAUNCH_ERROR_FILE=os.path.join(rank_dir, "error.json"),
-               LAUNCH_INTRA_OP_THREADS="1", LAUNCH_INTER_OP_THREADS="1", LAUNCH_COLLECTIVE_TIMEOUT="120",
-               LAUNCH_RESTART="0")
-    if peers:
-        env["LAUNCH_PEERS"] = peers
-    return env
+    settings = WorkerEnv(rank=rank, size=size, job_id="1", device_id=str(rank), backend="cpu",
+                         output_dir=str(output), rank_dir=rank_dir,
+                         checkpoint_dir=os.path.join(str(output), "checkpoints"),
+                         metrics_file=os.path.join(rank_dir, "metrics.jsonl"),
+                         error_file=os.path.join(rank_dir, "error.json"),
+                         intra_threads=1, inter_threads=1, collective_timeout=120.0, restart=0,
+                         peers=peers.split(",") if peers else None)
+    return dict(os.environ, **settings.to_env())
 
 
 def start_rank(output, rank, size, peers, argv):
