@@ -19,6 +19,9 @@ PRECISION_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16", "m
                    "force_fp32")
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
 BAD_IMAGE_POLICIES = ("skip", "stop")  # data.robust.POLICIES (that module imports TensorFlow)
+AUGMENTS = ("imagenet", "light", "none")  # data.augment.MODES (that module imports TensorFlow)
+SMALL_IMAGE_SIZE = 128  # data.augment.SMALL_IMAGE_SIZE: below it --augment defaults to light
+BN_RECALIBRATE_BATCHES = 100
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +44,18 @@ def build_parser():
         help="images per device per step (default 32)")
     add("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=None,
         help="images per device per evaluation step (default: --batch-size)")
+    add("--augment", choices=AUGMENTS, default=None,
+        help="training augmentation: imagenet (random-resized crop + flip, for ImageNet-sized photos), "
+             "light (mild scale/translate + flip, for small images), none; default imagenet for "
+             "--image-size >= %d, light below" % SMALL_IMAGE_SIZE)
+    add("--bn-recalibrate-batches", "--bn_recalibrate_batches", dest="bn_recalibrate_batches", type=int,
+        default=BN_RECALIBRATE_BATCHES,
+        help="before each evaluation and the final checkpoint/export, re-estimate the BatchNorm statistics "
+             "from up to N training batches per rank (evaluation preprocessing, no weight update), averaged "
+             "over ranks; 0: keep the moving averages (default %d)" % BN_RECALIBRATE_BATCHES)
+    add("--bn-momentum", "--bn_momentum", dest="bn_momentum", type=float, default=None,
+        help="BatchNorm moving-average decay of every BN layer, e.g. 0.9 (default: the model's, "
+             "MobileNetV3 0.99, ShuffleNetV1 0.9)")
     add("--epochs", "--epoch", dest="epochs", type=float, default=1.0, help="training epochs (default 1)")
     add("--max-steps", "--max_step", "--max_steps", "--max_train_step", dest="max_steps", type=int,
         default=None, help="stop after this many global steps (overrides --epochs for the length)")
@@ -150,6 +165,12 @@ def parse_flags(argv):
         raise TrainError("--learning-rate must be positive")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise TrainError("--label-smoothing must be in [0, 1)")
+    if args.bn_recalibrate_batches < 0:
+        raise TrainError("--bn-recalibrate-batches must be 0 (off) or more")
+    if args.bn_momentum is not None and not 0.0 <= args.bn_momentum < 1.0:
+        raise TrainError("--bn-momentum must be in [0, 1), e.g. 0.9 (it is the moving-average decay)")
+    if args.augment is None:
+        args.augment = "imagenet" if args.image_size >= SMALL_IMAGE_SIZE else "light"
     if args.freeze_backbone and not args.finetune:
         raise TrainError("--freeze-backbone needs --finetune CKPT (a backbone to keep)")
     check_data_flags(args)
