@@ -83,14 +83,14 @@ def test_full_1p_trains_on_cpu_and_writes_the_modelzoo_files(tiny_folder, tmp_pa
     out = tmp_path / "out"
     # a relative --data_path is the caller's, although the script runs from the repository root
     result = run_script("train_full_1p.sh", ["--data_path=" + os.path.relpath(tiny_folder, str(tmp_path)),
-                                             "--epochs=1", "--output_dir=out"] + TINY,
+                                             "--epochs=1", "--output_dir=out", "--augment=none"] + TINY,
                         cwd=str(tmp_path), env_extra={"ASCEND_DEVICE_ID": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "running on CPU with 1 worker" in result.stdout
     fields = summary_fields(result.stdout)
     check_plausible(fields, "MobileNetV3-Small", 4, 1, "acc")
     rank_dir = out / "3"                      # output/<ASCEND_DEVICE_ID>/, as ModelZoo puts it
-    assert (rank_dir / "train_3.log").is_file()
+    assert "training augmentation none" in (rank_dir / "train_3.log").read_text()  # passed through
     case_log = rank_dir / "MobileNetV3-Small_bs4_1p_acc.log"
     assert summary_fields(case_log.read_text()) == fields
 
@@ -138,6 +138,7 @@ def test_performance_scripts_run_a_bounded_fresh_run(tiny_folder, tmp_path, scri
     (["--data_path=/x", "stray"], "unexpected argument 'stray'"),
     (["--data_path=/x", "--learning_rate=abc"], "invalid float value: 'abc'"),  # the trainer's check
     (["--data_path=/x", "--precision_mode=fp64"], "invalid choice: 'fp64'"),
+    (["--data_path=/x", "--augment=heavy"], "invalid choice: 'heavy'"),
 ])
 def test_bad_flags_get_one_error_a_usage_line_and_exit_2(tmp_path, args, message):
     out = "--output_dir=" + str(tmp_path / "out")

@@ -197,6 +197,8 @@ def run(args, placement, parts, metrics):
              info.eval_count,
              sched.global_batch, sched.steps_per_epoch, sched.total_steps, lr_plan.peak)
 
+    if getattr(args, "augment", None):
+        log.info("training augmentation %s (--augment), image size %d", args.augment, args.image_size)
     backend = parts.make_backend(args)
     log.info("%s", backend.describe() if hasattr(backend, "describe") else type(backend).__name__)
     graph = tf.Graph()
