@@ -135,6 +135,8 @@ def test_every_tool_flag_and_script_flag_is_in_the_readme():
         "rank_table merge": undocumented(help_options("rank_table", "merge")),
         "data.convert": undocumented(help_options("data.convert")),
         "data.digits": undocumented(help_options("data.digits")),
+        "data.faces": undocumented(help_options("data.faces")),
+        "train.predict": undocumented(help_options("train.predict")),
         "data": undocumented(help_options("data")),
     }
     assert missing == {key: [] for key in missing}

@@ -36,7 +36,7 @@ def build_parser():
     p.add_argument("model", help="export dir (<job>/export[/step_N]), SavedModel dir, checkpoint dir "
                                  "(<job>/checkpoints) or the job's output dir")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP) or folders of them")
-    p.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5,
+    p.add_argument("--top-k", dest="top_k", type=int, default=5,
                    help="classes per image, most probable first (default 5, at most the class count)")
     p.add_argument("--labels", default=None,
                    help="class names, one per line (default: the names training stored with the model)")
