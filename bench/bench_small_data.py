@@ -69,7 +69,8 @@ def main(argv=None):
         run("seed", faces, SEED)
         run("seed-no-recalibration", faces, SEED, "--bn-recalibrate-batches", "0")
     if "finetune" in jobs:
-        subprocess.check_call([sys.executable, "-m", "data.digits", "--dst", digits, "--size", "32"], cwd=ROOT)
+        subprocess.check_call([sys.executable, "-m", "data.digits", "--dst", digits, "--size", "32"],
+                              cwd=ROOT)
         source = run("digits-pretrain", digits, PRETRAIN, "--no-export")
         checkpoints = os.path.join(source["out"], "checkpoints")
         run("seed-finetune", faces, SEED, "--finetune", checkpoints)

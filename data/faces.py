@@ -30,7 +30,8 @@ def load():
     try:
         from skimage import data as skdata
     except ImportError:
-        raise DataError("scikit-image is not installed; pip install scikit-image (it ships the faces)") from None
+        raise DataError("scikit-image is not installed; pip install scikit-image (it ships the faces)") \
+            from None
     import numpy as np
 
     images = np.asarray(skdata.lfw_subset(), np.float64)
@@ -61,7 +62,8 @@ def write_faces(dst, eval_fraction=0.2, seed=0, loader=load):
                             % (dst, ", ".join("%s=%s" % (key, record.get(key)) for key in sorted(settings))))
         return record
     if os.path.exists(dst):
-        raise DataError("%s exists but is not a complete faces folder; remove it or choose another --dst" % dst)
+        raise DataError("%s exists but is not a complete faces folder; remove it or choose another --dst"
+                        % dst)
     images, labels = loader()
     train, evaluation = split_indices(labels, eval_fraction, seed)
     parent = os.path.dirname(os.path.abspath(dst))

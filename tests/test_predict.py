@@ -28,7 +28,8 @@ def job(tmp_path_factory):
     data = str(base / "faces")
     faces.write_faces(data)
     out = str(base / "job")
-    argv = ["--model", "shufflenetv1", "--model-option", "groups=1", "--model-option", "scale=0.5", "--data-path", data, "--image-size", "32",
+    argv = ["--model", "shufflenetv1", "--model-option", "groups=1", "--model-option", "scale=0.5",
+            "--data-path", data, "--image-size", "32",
             "--batch-size", "8", "--max-steps", "2", "--no-eval", "--output-dir", out]
     assert train_main(argv, env={"LAUNCH_OUTPUT_DIR": out}) == 0
     return {"data": data, "out": out}

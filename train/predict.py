@@ -1,4 +1,4 @@
-"""`python -m train.predict MODEL IMAGE [IMAGE ...]`: top-k class names with probabilities, one line per image.
+"""`python -m train.predict MODEL IMAGE [IMAGE ...]`: top-k class names and probabilities, a line per image.
 
 MODEL is what a training job left behind: an export directory (`<job>/export/step_N`, or `<job>/export`
 for the newest, or the job's output directory itself), a SavedModel directory, or a checkpoint directory
