@@ -75,3 +75,11 @@ def test_calibration_batches_are_training_images_in_one_fixed_order(tmp_path):
         assert np.array_equal(a_images, b_images) and np.array_equal(a_labels, b_labels)  # same each time
     labels = np.concatenate([batch[1] for batch in first])
     assert sorted(labels[:6].tolist()) == sorted(info.train_labels[0::2])  # rank 0's share, once, first
+
+
+def test_the_trainer_default_follows_the_image_size():
+    from train.config import parse_flags
+    assert parse_flags(["--model", "m"]).augment == "imagenet"  # 224 px
+    assert parse_flags(["--model", "m", "--image-size", "64"]).augment == "light"
+    assert parse_flags(["--model", "m", "--image-size", "64", "--augment", "none"]).augment == "none"
+    assert parse_flags(["--model", "m", "--image_size=128"]).augment == "imagenet"
