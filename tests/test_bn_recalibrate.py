@@ -99,3 +99,25 @@ def test_bad_flag_values_are_one_line_errors(tmp_path, capsys):
     assert run(tmp_path, "--data-path", "tiny:4:64:8", "--bn-momentum", "1.5") == 2
     assert "--bn-momentum must be in [0, 1)" in capsys.readouterr().err
     assert not os.path.exists(str(tmp_path / "checkpoints"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batches", ["0", "100"])
+def test_two_ranks_checkpoint_the_statistics_they_evaluate_with(tmp_path, batches):
+    """The last step is also a checkpoint step: the checkpoint is written again once the statistics are
+    settled (re-estimated, or averaged over ranks), so it holds the weights both ranks end with."""
+    from test_trainer import finish, free_ports, start_rank
+
+    from train.trainer import weights_checksum
+    peers = ",".join("127.0.0.1:%d" % p for p in free_ports(2))
+    flags = ["--data-path", "tiny:4:64:8", "--max-steps", "4", "--save-interval", "2", "--no-export",
+             "--bn-recalibrate-batches", batches]
+    procs = [start_rank(tmp_path, rank, 2, peers, flags) for rank in range(2)]
+    outputs = [finish(p) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    ends = [records(str(tmp_path / str(r) / "metrics.jsonl"), "end")[-1] for r in range(2)]
+    assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]
+    values = checkpoint_values(tmp_path / "checkpoints")
+    model = [value for name, value in sorted(values.items())
+             if not name.endswith("/Momentum") and "global_step" not in name]
+    assert weights_checksum(model) == pytest.approx(ends[0]["weights_checksum"], rel=1e-12)

@@ -155,6 +155,7 @@ class Graph:
             self.eval_ops = evaluate.build_eval(self.model, eval_ds, info.num_classes, backend)
         self.sync_stats_op = sync_moving_statistics_op(self.model, backend, placement.size)
         self.recalibration = build_recalibration(args, placement, parts, info, self.model, backend)
+        self.ranks = placement.size
         self.variables = tf.compat.v1.global_variables()
         self.init_op = tf.group(tf.compat.v1.global_variables_initializer(),
                                 tf.compat.v1.local_variables_initializer())
@@ -220,10 +221,10 @@ def run(args, placement, parts, metrics):
             sess.run(g.broadcast_op)
             start_step = int(sess.run(g.global_step))
             result = _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, start_step)
-            recalibrated = settle_statistics(sess, g, metrics, result["step"])
+            changed = settle_statistics(sess, g, metrics, result["step"])
             result["weights_checksum"] = weights_checksum(sess.run(g.model.weights))
-            # a checkpoint saved at this step before the statistics were re-estimated is written again
-            if is_chief and (g.writer.last_saved_step != result["step"] or recalibrated) and \
+            # a checkpoint saved at this step before the statistics were settled is written again
+            if is_chief and (g.writer.last_saved_step != result["step"] or changed) and \
                     (result["step"] > start_step or not resume_from):
                 g.writer.save(sess, result["step"], run_meta)
                 log.info("saved checkpoint at step %d", result["step"])
@@ -395,10 +396,10 @@ def build_recalibration(args, placement, parts, info, model, backend):
 
 def settle_statistics(sess, g, metrics, step):
     """Before an evaluation or the final checkpoint: re-estimate the BN statistics from training batches
-    (--bn-recalibrate-batches), else average the moving ones over ranks. True when re-estimated."""
+    (--bn-recalibrate-batches), else average the moving ones over ranks. True when they may have changed."""
     if g.recalibration is None:
         sess.run(g.sync_stats_op)
-        return False
+        return g.ranks > 1
     started = time.time()
     used = bn_recalibrate.run(sess, g.recalibration)
     metrics.write("bn_recalibrate", step=int(step), batches=used, batch_size=g.recalibration.batch_size,
