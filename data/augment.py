@@ -13,6 +13,7 @@ the whole image when no try is valid.
 """
 import math
 
+from data.errors import AUGMENT_MODES, DataError
 from tfcompat import tf
 
 ATTEMPTS = 10
@@ -20,15 +21,13 @@ NUM_DRAWS = 4 * ATTEMPTS + 1  # area, ratio, y, x per attempt; one for the flip
 AREA_RANGE = (0.08, 1.0)
 LOG_RATIO_RANGE = (math.log(3.0 / 4.0), math.log(4.0 / 3.0))
 MIN_OBJECT_COVERED = 0.1
-MODES = ("imagenet", "light", "none")
+MODES = AUGMENT_MODES
 # light: a square-ish window of 75%-100% of each side (its mean, 87.5%, is the evaluation's centre crop),
 # anywhere in the image: at most a 25% shift and a 1.33x zoom.
 LIGHT_SCALE_RANGE = (0.75, 1.0)
 
 
 def check_mode(mode):
-    from data.errors import DataError
-
     if mode not in MODES:
         raise DataError("unknown augmentation %r; use one of: %s" % (mode, ", ".join(MODES)))
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from data.errors import AUGMENT_MODES
 from launcher.errors import LaunchError
 
 # The validation top-1 the README promises for the default demo (measured; see README "Quick start").
@@ -29,7 +30,7 @@ DEFAULTS = {
     "learning_rate": 0.8,
     "augment": "light",  # 8x8 digits: ImageNet's crops down to 8% of the image leave nothing to learn
 }
-AUGMENTS = ("imagenet", "light", "none")  # train.config.AUGMENTS
+AUGMENTS = AUGMENT_MODES
 
 
 class _Parser(argparse.ArgumentParser):

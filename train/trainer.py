@@ -17,6 +17,7 @@ from collections import namedtuple
 import numpy as np
 
 from data import labels as data_labels
+from models.specs import HEAD_NAME  # the layer that maps features to logits
 from tfcompat import tf
 from train import bn_recalibrate, checkpoints, evaluate, export, failures, optim
 from train.errors import BadData, StepFailure, TrainError
@@ -53,9 +54,6 @@ def schedule_plan(train_count, batch_size, size, epochs, max_steps):
 def every(step, interval_steps):
     """True when `step` (1-based, after the update) closes an interval of `interval_steps` (pure)."""
     return interval_steps > 0 and step % interval_steps == 0
-
-
-HEAD_NAME = "classifier"  # models.registry.HEAD_PREFIX: the layer that maps features to logits
 
 
 def head_layer(model):
