@@ -27,7 +27,9 @@ def final_eval(output):
 
 def train(output, *flags):
     output = str(output)
-    assert main(list(flags) + ["--output-dir", output], env={"LAUNCH_OUTPUT_DIR": output}) == 0
+    # one thread per pool: CPU kernels then sum in one order, so the run (and the test) is reproducible
+    env = {"LAUNCH_OUTPUT_DIR": output, "LAUNCH_INTRA_OP_THREADS": "1", "LAUNCH_INTER_OP_THREADS": "1"}
+    assert main(list(flags) + ["--output-dir", output], env=env) == 0
     return final_eval(output)
 
 
