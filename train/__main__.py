@@ -25,9 +25,10 @@ def _user_error_types():
     return tuple(types)
 
 
-def default_parts(args):
+def default_parts(args, placement=None):
     """The real collaborators: models.registry, data.layout/pipeline, train.backends; the data flags
-    (--label-offset, --num-classes, --bad-images) are bound here."""
+    (--label-offset, --num-classes, --bad-images) and the backend's (loss scale, loop, NPU debugging
+    under the rank's directory) are bound here."""
     from data import layout, pipeline
     from models import registry
     from train.backends import backend_from_env
@@ -53,7 +54,11 @@ def default_parts(args):
         return pipeline.eval_dataset(info, batch_size, image_size, rank, size, bad_images=args.bad_images)
 
     def make_backend(args):
-        return backend_from_env(precision_mode=args.precision_mode, loss_scale=args.loss_scale)
+        from train.npu_backend import debug_dirs
+        rank_dir = placement.rank_dir if placement is not None else os.path.abspath("output")
+        return backend_from_env(precision_mode=args.precision_mode, loss_scale=args.loss_scale,
+                                iterations_per_loop=args.iterations_per_loop,
+                                debug_plan=debug_dirs(args, rank_dir))
 
     return Parts(inspect_data=inspect_data, train_dataset=train_dataset, eval_dataset=eval_dataset,
                  build_model=build_model, regularization_loss=registry.regularization_loss,
@@ -93,7 +98,7 @@ def main(argv=None, env=None, parts=None):
         if parts is None:
             from models import registry
             registry.parse_options(args.model, args.model_options)  # an unknown model fails before any work
-            parts = default_parts(args)
+            parts = default_parts(args, placement)
         from train import trainer
         result = trainer.run(args, placement, parts, metrics)
         metrics.phase("done")

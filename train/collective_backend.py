@@ -17,7 +17,7 @@ import time
 
 from tfcompat import tf
 from train import session_config
-from train.backends import Backend, BackendError
+from train.backends import Backend, BackendError, floating_variables
 
 LOG = logging.getLogger(__name__)
 JOB_NAME = "worker"
@@ -221,10 +221,11 @@ class CollectiveBackend(Backend):
         return out
 
     def broadcast_variables_op(self, variables):
-        """Rank 0 sends each variable's value; the others assign what they receive."""
+        """Rank 0 sends each float variable's value; the others assign what they receive (counters are
+        set alike on every rank, as on Ascend)."""
         ops = []
         with tf.compat.v1.name_scope("broadcast_from_rank0"):
-            for var in variables:
+            for var in floating_variables(variables):
                 shape = var.shape.as_list()
                 common = dict(group_size=self.size, group_key=GROUP_KEY, instance_key=self._next_key(),
                               shape=shape, **self._common())
