@@ -165,11 +165,12 @@ class Graph:
         with tf.control_dependencies([apply_op]):
             self.train_op = tf.group(tf.compat.v1.assign_add(self.global_step, 1), name="train_step")
         with tf.control_dependencies([self.train_op]):
-            # The step after this update (a fetch of global_step beside train_op may read either value).
+            # The values after this update (a fetch of a variable beside train_op may read either value).
             self.step_after = tf.identity(self.global_step.read_value())
-        scale = backend.loss_scale_tensor() if hasattr(backend, "loss_scale_tensor") else None
-        self.loss_scale = scale if scale is not None else tf.constant(0.0)
-        self.scaling = scale is not None
+            self.applied_after = tf.identity(self.applied_steps.read_value())
+            scale = backend.loss_scale_tensor() if hasattr(backend, "loss_scale_tensor") else None
+            self.scaling = scale is not None
+            self.loss_scale = tf.identity(scale) if self.scaling else tf.constant(0.0)
         self.eval_ops = None
         if args.eval and info.eval_count:
             eval_ds = parts.eval_dataset(info, args.eval_batch_size or args.batch_size, args.image_size,
@@ -376,7 +377,7 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
                  step + -(-(sched.total_steps - step) // loop.steps) * loop.steps, loop.steps)
     save_epoch_steps = int(round(args.save_every_epochs * sched.steps_per_epoch))
     eval_epoch_steps = int(round(args.eval_every_epochs * sched.steps_per_epoch))
-    fetches = [loop.op, g.step_after, g.loss, g.accuracy, g.lr, g.skipped, g.applied_steps, g.loss_scale]
+    fetches = [loop.op, g.step_after, g.loss, g.accuracy, g.lr, g.skipped, g.applied_after, g.loss_scale]
     window = {"loss": 0.0, "acc": 0.0, "runs": 0, "steps": 0, "start": time.time()}
     rates, last = [], {}
     first_window = True
