@@ -121,6 +121,37 @@ def test_mixed_precision_gpu_rewrite_and_cpu_float32():
         assert make_backend("none", device="gpu", loss_scale="off").wrap_optimizer(plain) is plain
 
 
+def test_loss_scaling_follows_the_flag_on_every_device():
+    assert make_backend("none", device="gpu").loss_scaling() == "dynamic"
+    assert make_backend("none", device="gpu", precision_mode="must_keep_origin_dtype").loss_scaling() == "off"
+    assert make_backend("none", device="cpu").loss_scaling() == "off"
+    assert make_backend("none", device="cpu", loss_scale="dynamic").loss_scaling() == "dynamic"
+    assert make_backend("none", device="cpu", loss_scale="128").loss_scaling() == 128.0
+    with tf.Graph().as_default():
+        plain = tf.compat.v1.train.GradientDescentOptimizer(0.1)
+        backend = make_backend("none", device="cpu", loss_scale="128")
+        assert backend.loss_scale_tensor() is None
+        wrapped = backend.wrap_optimizer(plain)
+        assert isinstance(wrapped, tf.compat.v1.train.experimental.MixedPrecisionLossScaleOptimizer)
+        with tf.compat.v1.Session() as sess:
+            assert sess.run(backend.loss_scale_tensor()) == 128.0
+
+
+def test_broadcast_takes_float_variables_only():
+    from train.backends import floating_variables
+    with tf.Graph().as_default():
+        weights = tf.compat.v1.get_variable("w", initializer=tf.constant([1.0]))
+        half = tf.compat.v1.get_variable("h", initializer=tf.constant([1.0], tf.float16))
+        step = tf.compat.v1.train.get_or_create_global_step()
+        good = tf.compat.v1.get_variable("good_steps", initializer=0, dtype=tf.int32)
+        assert floating_variables([weights, step, good, half]) == [weights, half]
+        backend = CollectiveBackend(1, 2, ["127.0.0.1:1", "127.0.0.1:2"], timeout=5, start_server=False)
+        backend.broadcast_variables_op([weights, step, good, half])
+        receives = [op for op in tf.compat.v1.get_default_graph().get_operations()
+                    if op.type == "CollectiveBcastRecv"]
+        assert sorted(op.get_attr("T").name for op in receives) == ["float16", "float32"]
+
+
 @pytest.mark.slow
 def test_none_backend_trains_and_counts():
     backend = backend_from_env({"LAUNCH_BACKEND": "cpu"})
