@@ -136,8 +136,8 @@ def test_modelzoo_npu_flags_are_accepted_on_cpu_and_said_to_be_npu_only(tiny_fol
     scratch.mkdir()
     args = ["--data_path=" + tiny_folder, "--output_dir=" + str(tmp_path / "out"), "--batch=4",
             "--image_size=32", "--max_step=3", "--iterations_per_loop=2", "--loss_scale=off",
-            "--profiling=True", "--over_dump=True", "--data_dump_flag=False", "--data_dump_step=10", "--bind_core=1",
-            "--modeldir=" + str(tmp_path / "ckpt")]
+            "--profiling=True", "--over_dump=True", "--data_dump_flag=False", "--data_dump_step=10",
+            "--bind_core=1", "--modeldir=" + str(tmp_path / "ckpt")]
     result = run_script("train_performance_1p.sh", args, cwd=ROOT, env_extra={"TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "NPU-only: ignored on cpu" in result.stdout and "always on" in result.stdout
