@@ -35,7 +35,8 @@ def test_parse_peers_validates_addresses():
 def test_parse_loss_scale():
     assert parse_loss_scale(None) is None
     assert parse_loss_scale("off") == "off"
-    assert parse_loss_scale("Dynamic") == "dynamic"
+    assert parse_loss_scale("Dynamic") == "dynamic" and parse_loss_scale("True") == "dynamic"
+    assert parse_loss_scale("False") == "off"
     assert parse_loss_scale("1024") == 1024.0
     with pytest.raises(BackendError, match="dynamic"):
         parse_loss_scale("0.5")

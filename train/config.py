@@ -177,7 +177,7 @@ def parse_loss_scale(value):
     text = str(value).strip().lower()
     if text in ("off", "none", "0", "false"):
         return "off"
-    if text == "dynamic":
+    if text in ("dynamic", "true", "on", "yes"):  # ModelZoo scripts write --loss_scale=True too
         return "dynamic"
     try:
         number = float(text)
