@@ -138,19 +138,30 @@ def test_loss_scaling_follows_the_flag_on_every_device():
             assert sess.run(backend.loss_scale_tensor()) == 128.0
 
 
-def test_broadcast_takes_float_variables_only():
-    from train.backends import floating_variables
+def test_broadcast_sends_floats_and_carries_counters_as_floats():
+    from train.backends import counter_variables, counters_to_floats, floating_variables, set_counters_op
     with tf.Graph().as_default():
         weights = tf.compat.v1.get_variable("w", initializer=tf.constant([1.0]))
         half = tf.compat.v1.get_variable("h", initializer=tf.constant([1.0], tf.float16))
         step = tf.compat.v1.train.get_or_create_global_step()
         good = tf.compat.v1.get_variable("good_steps", initializer=0, dtype=tf.int32)
         assert floating_variables([weights, step, good, half]) == [weights, half]
+        assert counter_variables([weights, step, good, half]) == [step, good]
+        carried = counters_to_floats([step, good])
+        assert carried.dtype == tf.float32
+        other_step = tf.compat.v1.get_variable("other_step", initializer=tf.constant(0, tf.int64))
+        other_good = tf.compat.v1.get_variable("other_good", initializer=0, dtype=tf.int32)
+        copy = set_counters_op([other_step, other_good], carried)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run([step.assign(2 ** 47 + 2 ** 24 + 7), good.assign(2 ** 24 + 1)])
+            sess.run(copy)
+            assert sess.run([other_step, other_good]) == [2 ** 47 + 2 ** 24 + 7, 2 ** 24 + 1]
         backend = CollectiveBackend(1, 2, ["127.0.0.1:1", "127.0.0.1:2"], timeout=5, start_server=False)
         backend.broadcast_variables_op([weights, step, good, half])
         receives = [op for op in tf.compat.v1.get_default_graph().get_operations()
                     if op.type == "CollectiveBcastRecv"]
-        assert sorted(op.get_attr("T").name for op in receives) == ["float16", "float32"]
+        assert sorted(op.get_attr("T").name for op in receives) == ["float16", "float32", "float32"]
 
 
 @pytest.mark.slow

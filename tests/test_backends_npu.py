@@ -310,7 +310,7 @@ def test_an_overflow_read_from_the_float_status_skips_the_update_and_its_step(fa
 
 
 # -- broadcast, allreduce, allgather --------------------------------------------------------------------
-def test_broadcast_sends_float_variables_only(fake):
+def test_broadcast_sends_floats_and_sets_counters_from_them(fake):
     backend = make_backend("hccl", rank=1, size=2)
     with tf.Graph().as_default():
         var, _ = _model()
@@ -318,13 +318,17 @@ def test_broadcast_sends_float_variables_only(fake):
         step = tf.compat.v1.train.get_or_create_global_step()
         good = tf.compat.v1.get_variable("good_steps", initializer=0, dtype=tf.int32)
         broadcast = backend.broadcast_variables_op([var, step, good, half])
-        assert [d["dtypes"] for d in calls(fake, "hccl_ops.broadcast")] == [["float32"], ["float16"]]
+        # the int64 and int32 counters travel in one float32 tensor; the fake refuses an int64 broadcast
+        sent = [d["dtypes"] for d in calls(fake, "hccl_ops.broadcast")]
+        assert sent == [["float32"], ["float16"], ["float32"]]
         total = backend.allreduce_sum([tf.constant(3.0)])[0]
         with tf.compat.v1.Session() as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run([step.assign(2 ** 40 + 12345), good.assign(999)])
             sess.run(broadcast)
             assert sess.run(total) == 6.0  # two fake ranks holding 3.0 each
             assert np.allclose(sess.run(var), [1.0, -2.0, 3.0])
+            assert sess.run(step) == 2 ** 40 + 12345 and sess.run(good) == 999  # exact
 
 
 def test_the_fake_hccl_ops_accept_what_the_adapter_accepts(fake):

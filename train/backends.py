@@ -51,16 +51,45 @@ def resolve_precision_mode(device, precision_mode):
 
 
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32)
+COUNTER_DTYPES = (tf.int32, tf.int64)
+_HALF = 2 ** 24  # float32 holds every whole number below 2**24 exactly
 
 
 def floating_variables(variables):
-    """The variables a broadcast sends: float16/bfloat16/float32 ones (weights, BatchNorm statistics).
+    """The variables a broadcast sends as they are: float16/bfloat16/float32 ones (weights, BatchNorm
+    statistics, optimizer slots, the loss scale).
 
-    Counters (int64 global_step, a loss-scale manager's int32 good/bad steps) are set alike on every
-    rank by initialisation or restore, and HCCL did not take int64 before CANN 5 (HcomAllReduce
-    T: {int8, int16, int32, float16, float32}, tf_adapter/ops/hccl_ops.cc :38 on the development branch).
+    Counters (int64 global_step, a loss-scale manager's int32 good/bad steps) are never broadcast: HCCL did
+    not take int64 before CANN 5 (HcomAllReduce T: {int8, int16, int32, float16, float32},
+    tf_adapter/ops/hccl_ops.cc :38 on the development branch). They are set from rank 0's values carried in
+    one float32 tensor (counters_to_floats / set_counters_op).
     """
     return [var for var in variables if var.dtype.base_dtype in FLOAT_DTYPES]
+
+
+def counter_variables(variables):
+    """The int32/int64 variables among ``variables`` (global_step, loss-scale counters)."""
+    return [var for var in variables if var.dtype.base_dtype in COUNTER_DTYPES]
+
+
+def counters_to_floats(counters):
+    """One float32 vector holding the counters exactly: (value // 2**24, value % 2**24) for each, so any
+    count below 2**48 survives the trip (counters are never negative)."""
+    parts = []
+    for var in counters:
+        value = tf.cast(var.read_value(), tf.int64)
+        parts += [tf.cast(value // _HALF, tf.float32), tf.cast(value % _HALF, tf.float32)]
+    return tf.stack(parts)
+
+
+def set_counters_op(counters, floats):
+    """Assign to each counter the value counters_to_floats packed for it."""
+    ops = []
+    for index, var in enumerate(counters):
+        high = tf.cast(floats[2 * index], tf.int64)
+        low = tf.cast(floats[2 * index + 1], tf.int64)
+        ops.append(tf.compat.v1.assign(var, tf.cast(high * _HALF + low, var.dtype.base_dtype)).op)
+    return tf.group(*ops)
 
 
 class Backend:
@@ -164,8 +193,8 @@ class Backend:
         return [None if t is None else tf.identity(t) for t in tensors]
 
     def broadcast_variables_op(self, variables):
-        """An op that gives every rank rank 0's float variables (floating_variables); nothing to do on one
-        rank."""
+        """An op that gives every rank rank 0's values: float variables are broadcast, counters are set
+        from rank 0's values carried as floats; nothing to do on one rank."""
         del variables
         return tf.no_op(name="broadcast_from_rank0")
 

@@ -18,7 +18,14 @@ import logging
 import os
 
 from tfcompat import tf
-from train.backends import Backend, BackendError, floating_variables
+from train.backends import (
+    Backend,
+    BackendError,
+    counter_variables,
+    counters_to_floats,
+    floating_variables,
+    set_counters_op,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -248,14 +255,19 @@ class HcclBackend(Backend):
         return [None if t is None else next(means) for t in tensors]
 
     def broadcast_variables_op(self, variables):
-        """hccl_ops.broadcast takes and returns a list; rank 0's float variables are assigned on every rank
-        (counters such as global_step are set alike on every rank, never broadcast)."""
+        """hccl_ops.broadcast takes and returns a list; rank 0's float variables are assigned on every rank.
+        Counters (global_step, the manager's good/bad steps) are never broadcast as integers: their values
+        travel in one float32 tensor and are set from it."""
         if self.size == 1:
             return tf.no_op(name="broadcast_from_rank0")
         ops = []
         for var in floating_variables(variables):
             outputs = self._npu["hccl_ops"].broadcast(tensor=[var], root_rank=0)
             ops.append(tf.compat.v1.assign(var, outputs[0]))
+        counters = counter_variables(variables)
+        if counters:
+            carried = self._npu["hccl_ops"].broadcast(tensor=[counters_to_floats(counters)], root_rank=0)
+            ops.append(set_counters_op(counters, carried[0]))
         return tf.group(*ops, name="broadcast_from_rank0")
 
 

@@ -180,9 +180,10 @@ class Graph:
         self.variables = tf.compat.v1.global_variables()
         self.init_op = tf.group(tf.compat.v1.global_variables_initializer(),
                                 tf.compat.v1.local_variables_initializer())
-        # Rank 0 sends what must be identical and starts out different: the model's weights and BN
-        # statistics. Optimizer slots and counters start (or are restored) alike on every rank.
-        self.broadcast_op = backend.broadcast_variables_op(self.model.weights)
+        # Every rank ends up with rank 0's state (servers without the checkpoints start from rank 0's
+        # restore): float variables (weights, BN statistics, optimizer slots, loss scale) are broadcast,
+        # counters (global_step, loss-scale counts) set from rank 0's values (train/backends.py).
+        self.broadcast_op = backend.broadcast_variables_op(self.variables)
         self.writer = checkpoints.CheckpointWriter(placement.checkpoint_dir, args.keep_checkpoints,
                                                    self.variables)
         self.finetune_saver, self.finetune_skipped = None, {}
