@@ -406,6 +406,20 @@ def test_start_fails_when_hccl_disagrees(fake, monkeypatch):
     backend.close()
 
 
+def test_one_card_starts_without_asking_hccl(fake_1p, monkeypatch):
+    api = importlib.import_module("hccl.manage.api")
+
+    def no_hccl(group="hccl_world_group"):
+        raise RuntimeError("no rank table: HCCL was never set up")
+
+    monkeypatch.setattr(api, "get_rank_id", no_hccl)
+    backend = make_backend("hccl", rank=0, size=1)
+    backend.start()
+    backend.close()
+    assert [name for name, _ in fake_1p.FAKE_CALLS if name.startswith("npu_ops")] == [
+        "npu_ops.initialize_system", "npu_ops.shutdown_system"]
+
+
 def test_job_info_must_match(fake, monkeypatch):
     monkeypatch.delenv("JOB_ID")
     with pytest.raises(BackendError, match="JOB_ID"):

@@ -157,7 +157,8 @@ class HcclBackend(Backend):
     # -- HCCL up and down --------------------------------------------------------------------------
     def start(self, config=None):
         """Bring HCCL up (npu_ops.initialize_system in a session of its own, as npu_init.init_resource
-        does, master :198-203) and check its view of rank and size; shut it down in close()."""
+        does, master :198-203; the session carries the GE init options: precision, profiling) and, with
+        several ranks, check HCCL's view of rank and size; shut it down in close()."""
         if self._system is not None:
             return
         graph = tf.Graph()
@@ -169,7 +170,8 @@ class HcclBackend(Backend):
         sess = tf.compat.v1.Session(graph=graph, config=self.session_config(config))
         sess.run(init_op)
         self._system = (graph, sess, shutdown_op)
-        self.verify_with_hccl()
+        if self.size > 1:  # one card may run without a rank table, and then HCCL is never set up
+            self.verify_with_hccl()
 
     def hccl_rank_and_size(self):
         """(rank, size) as HCCL sees them (hccl.manage.api); valid only once start() has brought HCCL up."""
