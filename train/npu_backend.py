@@ -168,7 +168,11 @@ class HcclBackend(Backend):
         for path in debug_directories(self.debug_plan):
             os.makedirs(path, exist_ok=True)
         sess = tf.compat.v1.Session(graph=graph, config=self.session_config(config))
-        sess.run(init_op)
+        try:
+            sess.run(init_op)
+        except Exception:
+            sess.close()
+            raise
         self._system = (graph, sess, shutdown_op)
         if self.size > 1:  # one card may run without a rank table, and then HCCL is never set up
             self.verify_with_hccl()
