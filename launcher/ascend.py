@@ -4,16 +4,9 @@ import os
 import sys
 import time
 
+import rank_table
 from launcher.errors import LaunchError
-
-
-def _rank_table():
-    try:
-        import rank_table
-        from rank_table import build, device_ips, devices, validate
-    except ImportError as error:
-        raise LaunchError("the Ascend backend needs the rank_table package (%s)" % error) from None
-    return rank_table, build, device_ips, devices, validate
+from rank_table import build, device_ips, devices, validate
 
 
 def table_path(args, environ):
@@ -22,8 +15,7 @@ def table_path(args, environ):
         return args["rank_table"]
     if environ.get("RANK_TABLE_FILE"):
         return environ["RANK_TABLE_FILE"]
-    _, _, _, _, validate = _rank_table()
-    for path in getattr(validate, "SCHEDULER_TABLE_PATHS", ()):
+    for path in validate.SCHEDULER_TABLE_PATHS:
         if os.path.exists(path):
             return path
     return None
@@ -64,7 +56,6 @@ def waits_for_missing(path, args, scheduler_paths):
 
 def resolve(args, facts, hccn_conf=None, detect_chip=None):
     """(table, local server entry, source path or None): load and check a given table, or build one."""
-    rank_table, build, device_ips, devices, validate = _rank_table()
     try:
         chip = choose_chip(args.get("chip"), (detect_chip or devices.detect_chip)())
         path = table_path(args, facts["environ"])
@@ -72,8 +63,7 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
         if path:
             wait = args.get("table_wait")
             wait = DEFAULT_TABLE_WAIT if wait is None else wait
-            scheduler_paths = tuple(getattr(validate, "SCHEDULER_TABLE_PATHS", ()))
-            if not os.path.exists(path) and not waits_for_missing(path, args, scheduler_paths):
+            if not os.path.exists(path) and not waits_for_missing(path, args, validate.SCHEDULER_TABLE_PATHS):
                 raise LaunchError("rank table %s does not exist; fix --rank-table or RANK_TABLE_FILE (if a "
                                   "scheduler writes it later, add --table-wait S to wait for it)" % path)
             table = validate.load_table(path, wait_timeout=wait, poll_interval=1.0,
@@ -101,7 +91,6 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
 
 def check_physical_legal(logical, physical, chip):
     """The 910A half rules are about PHYSICAL ids: check them after mapping, naming both when they differ."""
-    rank_table, _, _, devices, _ = _rank_table()
     try:
         devices.check_legal(physical, chip)
     except rank_table.RankTableError as error:
@@ -114,7 +103,6 @@ def check_physical_legal(logical, physical, chip):
 
 def write_built_table(table, path):
     """Write a table this launcher built (rank_table.build.write_table)."""
-    _, build, _, _, _ = _rank_table()
     build.write_table(table, path)
 
 

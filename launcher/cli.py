@@ -135,10 +135,7 @@ def list_models(out):
 
 
 def _registry():
-    try:
-        from models import registry
-    except ImportError as error:
-        raise LaunchError("the model registry is not available (%s); use -- CMD" % error) from None
+    from models import registry  # imports TensorFlow: only for a trainer job or --list-models
     return registry
 
 
@@ -152,29 +149,19 @@ def check_trainer_inputs(options):
     check_trainer_flags(options)
     path = options.get("data_path")
     if path:
+        from data import layout
         try:
-            from data import layout
-        except ImportError:
-            layout = None
-        if layout is None:
-            if not path.startswith("synthetic") and not os.path.exists(path):
-                raise LaunchError("--data-path %s does not exist; pass a dataset dir or 'synthetic'" % path)
-        else:
-            try:
-                layout.inspect(path, **trainer_data_options(options.get("passthrough") or []))
-            except layout.DataError as error:
-                raise LaunchError(str(error)) from None
+            layout.inspect(path, **trainer_data_options(options.get("passthrough") or []))
+        except layout.DataError as error:
+            raise LaunchError(str(error)) from None
 
 
 def check_trainer_flags(options):
     """The trainer's options, checked by the trainer's own parser before any rank starts, so that a typo
     such as --learning_rate=abc is one line now instead of a failed rank later (train.config imports no
     TensorFlow)."""
-    try:
-        from train import config
-        from train.errors import TrainError
-    except ImportError:
-        return
+    from train import config
+    from train.errors import TrainError
     try:
         config.parse_flags(plan_mod.trainer_args(options))
     except TrainError as error:
@@ -185,10 +172,7 @@ def trainer_data_options(passthrough):
     """--label-offset / --num-classes among the trainer options passed through, read with the trainer's
     own flag definitions (train.config imports no TensorFlow), so the check reads the data as the
     ranks will."""
-    try:
-        from train import config
-    except ImportError:
-        return {}
+    from train import config
     try:
         return config.data_options(passthrough)
     except config.TrainError as error:
@@ -197,20 +181,20 @@ def trainer_data_options(passthrough):
 
 def describe_plan(plan, out):
     out.write("job %s: %s backend, %d rank(s) on %d node(s); node %d runs %d\n"
-              % (plan["job_id"], plan["backend"], plan["world_size"], plan["nnodes"], plan["node_rank"],
-                 plan["local_size"]))
-    for spec in plan["ranks"]:
+              % (plan.job_id, plan.backend, plan.world_size, plan.nnodes, plan.node_rank,
+                 plan.local_size))
+    for spec in plan.ranks:
         out.write("  rank %-4d device %-4s cores %-12s log %s\n"
-                  % (spec["rank"], spec["device"], format_cores(spec["cores"]) or "-", spec["log_path"]))
-    if plan["ranks"]:
-        first = plan["ranks"][0]
-        out.write("command: %s\n" % " ".join(first["argv"]))
-        out.write("environment of rank %d (%s):\n" % (first["rank"], first["env_file"]))
-        for key, value in sorted(first["env"].items()):
+                  % (spec.rank, spec.device, format_cores(spec.cores) or "-", spec.log_path))
+    if plan.ranks:
+        first = plan.ranks[0]
+        out.write("command: %s\n" % " ".join(first.argv))
+        out.write("environment of rank %d (%s):\n" % (first.rank, first.env_file))
+        for key, value in sorted(first.env.items()):
             out.write("  %s=%s\n" % (key, value))
-        out.write("re-run one rank by hand: %s\n" % first["run_script"])
-    if plan["rank_table"]:
-        out.write("rank table: %s\n" % plan["rank_table"])
+        out.write("re-run one rank by hand: %s\n" % first.run_script)
+    if plan.rank_table:
+        out.write("rank table: %s\n" % plan.rank_table)
     out.write("plan: %s\n" % files.launch_json_path(plan))
 
 
@@ -238,7 +222,7 @@ def prepare(options, facts, err):
         facts = meet_other_nodes(options, facts, backend, err)
     plan = plan_mod.make_plan(options, facts, table, server)
     files.make_dirs(plan)
-    for warning in plan["warnings"]:
+    for warning in plan.warnings:
         err.write("launcher: warning: %s\n" % warning)
     if backend == "npu":
         from launcher import ascend
@@ -250,13 +234,6 @@ def main(argv=None, out=None, err=None):
     out = out or sys.stdout
     err = err or sys.stderr
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "k8s":
-        try:
-            from launcher import k8s
-        except ImportError as error:
-            err.write("launcher: error: `launcher k8s` is not available (%s)\n" % error)
-            return EXIT_USAGE
-        return k8s.main(argv[1:])
     try:
         options = parse(argv)
         if options["list_models"]:
@@ -286,7 +263,7 @@ def main(argv=None, out=None, err=None):
 
 
 def run(plan, options, facts, out, err):
-    """Start, watch and (re)start the ranks; then report. Returns the launcher's exit code."""
+    """Write the plan's files, run the job (launcher.supervise.run_job), report. Returns the exit code."""
     from launcher import supervise, tee
     moved = files.rotate_previous_run(plan)
     if moved:
@@ -294,88 +271,65 @@ def run(plan, options, facts, out, err):
                   % (moved[0], len(moved) - 1))
     if files.has_checkpoints(plan):
         err.write("launcher: %s holds checkpoints: the workers resume from them (use another --output-dir "
-                  "for a fresh start)\n" % plan["checkpoint_dir"])
+                  "for a fresh start)\n" % plan.checkpoint_dir)
     files.write_launch_json(plan)
     files.write_rank_files(plan)
     supervise.become_subreaper()
     console = Console(out, interval=options.get("progress_interval") or 30.0)
-    tee_ranks = tee.parse_ranks(options.get("tee"), plan["world_size"])
-    tees = [tee.LogTee(s["rank"], s["log_path"]) for s in plan["ranks"] if s["rank"] in tee_ranks]
+    tee_ranks = tee.parse_ranks(options.get("tee"), plan.world_size)
+    tees = [tee.LogTee(s.rank, s.log_path) for s in plan.ranks if s.rank in tee_ranks]
     started = time.time()
 
-    def on_tick(sup, now):
+    def show_tees(final=False):
         for follower in tees:
-            for line in follower.poll():
+            for line in follower.poll(final=final):
                 console.message(line)
+
+    def on_tick(sup, now):
+        show_tees()
         console.update(progress_line([rank.tail for rank in sup.ranks], started, now))
 
-    sup = supervise.Supervisor(plan, facts["environ"], on_tick=on_tick)
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        previous[signum] = signal.signal(signum, sup.request_stop)
+    def on_attempt_end(sup):
+        show_tees(final=True)
+        console.finish(progress_line([rank.tail for rank in sup.ranks], started, time.time()))
+
+    def on_restart(failure, attempt):
+        err.write("launcher: rank %s failed (%s); restarting the job (%d/%d)\n"
+                  % (failure.rank, failure.detail, attempt, plan.max_restarts))
+
     err.write("launcher: job %s: %d rank(s) on %s, logs in %s\n"
-              % (plan["job_id"], plan["local_size"], plan["backend"], plan["node_dir"]))
-    try:
-        attempt = 0
-        while True:
-            status = "failed" if not sup.start(attempt) else sup.watch()
-            if status == "ok":
-                sup.cleanup_after_success(plan["grace_period"])
-            else:
-                sup.teardown(plan["grace_period"])
-            for follower in tees:
-                for line in follower.poll(final=True):
-                    console.message(line)
-            console.finish(progress_line([rank.tail for rank in sup.ranks], started, time.time()))
-            if status == "ok":
-                return _success(plan, sup, started, attempt, out, err, options.get("plot") != "off")
-            if status == "interrupted":
-                name = supervise.signal_name(sup.interrupted)
-                err.write("launcher: stopped by %s; every worker was ended\n" % name)
-                return 128 + int(sup.interrupted)
-            failure = sup.failure
-            if failure["kind"] == "launch":
-                err.write("launcher: error: rank %s: %s; check the worker command\n"
-                          % (failure["rank"], failure["detail"]))
-                return EXIT_USAGE
-            if attempt < plan["max_restarts"]:
-                attempt += 1
-                err.write("launcher: rank %s failed (%s); restarting the job (%d/%d)\n"
-                          % (failure["rank"], failure["detail"], attempt, plan["max_restarts"]))
-                for spec in plan["ranks"]:
-                    files.rotate(spec["error_file"])
-                continue
-            err.write(report.root_cause_text(plan, failure))
-            report.write_failure(plan, failure, _outcomes(sup))
-            return EXIT_FAILED
-    except BaseException:
-        sup.teardown(min(plan["grace_period"], 2.0))    # a launcher bug or a closed stdout: no orphans either
-        raise
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+              % (plan.job_id, plan.local_size, plan.backend, plan.node_dir))
+    result = supervise.run_job(plan, facts["environ"], on_tick, on_attempt_end, on_restart)
+    if result.status == "ok":
+        return _success(plan, result, started, out, err, options.get("plot") != "off")
+    if result.status == "interrupted":
+        err.write("launcher: stopped by %s; every worker was ended\n" % supervise.signal_name(result.signal))
+        return 128 + int(result.signal)
+    failure = result.failure
+    if failure.kind == "launch":
+        err.write("launcher: error: rank %s: %s; check the worker command\n" % (failure.rank, failure.detail))
+        return EXIT_USAGE
+    err.write(report.root_cause_text(plan, failure))
+    report.write_failure(plan, failure, _outcomes(result.ranks))
+    return EXIT_FAILED
 
 
-def _outcomes(sup):
-    return [{"rank": r.spec["rank"], "device": r.spec["device"], "end": _describe(r.code)} for r in sup.ranks]
-
-
-def _describe(code):
+def _outcomes(ranks):
     from launcher.supervise import describe_exit
-    return describe_exit(code)
+    return [{"rank": r.spec.rank, "device": r.spec.device, "end": describe_exit(r.code)} for r in ranks]
 
 
-def _success(plan, sup, started, restarts, out, err, draw=True):
+def _success(plan, result, started, out, err, draw=True):
     e2e = time.time() - started
-    stats = [report.rank_stats(r.spec, r.tail.records, r.started, r.ended) for r in sup.ranks]
-    summary = report.summarize(plan, stats, e2e, restarts)
+    stats = [report.rank_stats(r.spec, r.tail.records, r.started, r.ended) for r in result.ranks]
+    summary = report.summarize(plan, stats, e2e, result.restarts)
     path, case_logs = report.write_success(plan, summary)
-    picture, why_not = report.draw_picture(plan["node_dir"], summary) if draw else (None, None)
+    picture, why_not = report.draw_picture(plan.node_dir, summary) if draw else (None, None)
     out.write(report.final_result_text(summary))
     out.write("summary: %s\nModelZoo summary: %s\n" % (path, case_logs[0] if case_logs else "-"))
     if picture:
         out.write("picture: %s\n" % picture)
     elif why_not:
         err.write("launcher: %s\n" % why_not)
-    err.write("launcher: job %s finished in %s\n" % (plan["job_id"], format_duration(e2e)))
+    err.write("launcher: job %s finished in %s\n" % (plan.job_id, format_duration(e2e)))
     return 0

@@ -1,205 +1,34 @@
-"""Allreduce backends: the factory, the shared base and the single-device ``none`` backend.
+"""Allreduce backends: the factory (make_backend, and backend_from_env in a worker the launcher started).
 
 Why: the trainer builds one graph for every kind of hardware; only how gradients are averaged, how the
-session is configured and how rank 0's variables reach the others differ. ``make_backend`` (or
-``backend_from_env`` in a worker the launcher started) returns an object with the same methods for
-``none`` (one device), ``collective`` (TF collective ops between processes, CPU/GPU) and ``hccl``
-(Ascend, through npu_bridge). Mixed precision is chosen here too: TF's graph rewrite with loss scaling
-on GPU, ``precision_mode`` on NPU, float32 on CPU.
+session is configured and how rank 0's variables reach the others differ. ``make_backend`` returns an
+object with the same methods (train/backend_base.Backend) for ``none`` (one device), ``collective`` (TF
+collective ops between processes, CPU/GPU) and ``hccl`` (Ascend, through npu_bridge). Mixed precision is
+chosen in the base: TF's graph rewrite with loss scaling on GPU, ``precision_mode`` on NPU, float32 on CPU.
 """
 import logging
 import os
 
-from tfcompat import tf
-from train import config, session_config
-from train.errors import TrainError
+from contract import worker_env
+from train.backend_base import (  # noqa: F401  (the backends' public names, re-exported for callers)
+    DEFAULT_BUCKET_BYTES,
+    DEFAULT_TIMEOUT,
+    DEVICES,
+    Backend,
+    BackendError,
+    counter_variables,
+    counters_to_floats,
+    floating_variables,
+    parse_loss_scale,
+    resolve_precision_mode,
+    set_counters_op,
+)
+from train.collective_backend import CollectiveBackend
+from train.config import BACKEND_KINDS, PRECISION_MODES  # noqa: F401
+from train.npu_backend import HcclBackend
 
 LOG = logging.getLogger(__name__)
-
 KINDS = ("none", "collective", "hccl")
-DEVICES = ("cpu", "gpu", "npu")
-# precision_mode values of the Ascend adapter; the first three compute in float16 where the device can.
-MIXED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
-PRECISION_MODES = MIXED_MODES + ("must_keep_origin_dtype", "force_fp32")
-DEFAULT_TIMEOUT = 300.0
-DEFAULT_BUCKET_BYTES = 4 * 1024 * 1024
-
-
-class BackendError(TrainError):
-    """A mistake in the backend's settings (environment or flags); the message names the fix."""
-
-
-def parse_loss_scale(value):
-    """None (the device's default), 'off', 'dynamic' or a fixed float >= 1 (from a flag or config)."""
-    try:
-        return config.parse_loss_scale(value)
-    except TrainError as exc:
-        raise BackendError(str(exc)) from None
-
-
-def resolve_precision_mode(device, precision_mode):
-    """The precision mode for a device: NPU/GPU default to allow_mix_precision, CPU is always float32."""
-    if precision_mode in (None, ""):
-        return "force_fp32" if device == "cpu" else "allow_mix_precision"
-    if precision_mode not in PRECISION_MODES:
-        raise BackendError("precision mode %r is unknown; use one of %s"
-                           % (precision_mode, ", ".join(PRECISION_MODES)))
-    if device == "cpu" and precision_mode in MIXED_MODES:
-        LOG.info("precision mode %s ignored on CPU: CPU trains in float32", precision_mode)
-        return "force_fp32"
-    return precision_mode
-
-
-FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32)
-COUNTER_DTYPES = (tf.int32, tf.int64)
-_HALF = 2 ** 24  # float32 holds every whole number below 2**24 exactly
-
-
-def floating_variables(variables):
-    """The variables a broadcast sends as they are: float16/bfloat16/float32 ones (weights, BatchNorm
-    statistics, optimizer slots, the loss scale).
-
-    Counters (int64 global_step, a loss-scale manager's int32 good/bad steps) are never broadcast: HCCL did
-    not take int64 before CANN 5 (HcomAllReduce T: {int8, int16, int32, float16, float32},
-    tf_adapter/ops/hccl_ops.cc :38 on the development branch). They are set from rank 0's values carried in
-    one float32 tensor (counters_to_floats / set_counters_op).
-    """
-    return [var for var in variables if var.dtype.base_dtype in FLOAT_DTYPES]
-
-
-def counter_variables(variables):
-    """The int32/int64 variables among ``variables`` (global_step, loss-scale counters)."""
-    return [var for var in variables if var.dtype.base_dtype in COUNTER_DTYPES]
-
-
-def counters_to_floats(counters):
-    """One float32 vector holding the counters exactly: (value // 2**24, value % 2**24) for each, so any
-    count below 2**48 survives the trip (counters are never negative)."""
-    parts = []
-    for var in counters:
-        value = tf.cast(var.read_value(), tf.int64)
-        parts += [tf.cast(value // _HALF, tf.float32), tf.cast(value % _HALF, tf.float32)]
-    return tf.stack(parts)
-
-
-def set_counters_op(counters, floats):
-    """Assign to each counter the value counters_to_floats packed for it."""
-    ops = []
-    for index, var in enumerate(counters):
-        high = tf.cast(floats[2 * index], tf.int64)
-        low = tf.cast(floats[2 * index + 1], tf.int64)
-        ops.append(tf.compat.v1.assign(var, tf.cast(high * _HALF + low, var.dtype.base_dtype)).op)
-    return tf.group(*ops)
-
-
-class Backend:
-    """The single-device backend (``none``) and the base of the others."""
-
-    kind = "none"
-
-    def __init__(self, rank=0, size=1, device="cpu", precision_mode=None, loss_scale=None,
-                 intra_op_threads=0, inter_op_threads=0, iterations_per_loop=1):
-        if device not in DEVICES:
-            raise BackendError("device %r is unknown; use one of %s" % (device, ", ".join(DEVICES)))
-        if int(size) < 1 or not 0 <= int(rank) < int(size):
-            raise BackendError("rank %s of size %s is impossible; RANK_ID must be in 0..RANK_SIZE-1"
-                               % (rank, size))
-        self.rank = int(rank)
-        self.size = int(size)
-        self.device_kind = device
-        self.precision_mode = resolve_precision_mode(device, precision_mode)
-        self.loss_scale = parse_loss_scale(loss_scale)
-        self.intra_op_threads = int(intra_op_threads or 0)
-        self.inter_op_threads = int(inter_op_threads or 0)
-        self.iterations_per_loop = int(iterations_per_loop or 1)
-        if self.iterations_per_loop < 1:
-            raise BackendError("iterations_per_loop must be >= 1")
-        self._loss_scale = None
-
-    @property
-    def mixed_precision(self):
-        """True when the graph computes in float16 where safe (GPU rewrite or NPU precision_mode)."""
-        return self.device_kind != "cpu" and self.precision_mode in MIXED_MODES
-
-    def loss_scaling(self):
-        """What this rank does: 'off', 'dynamic' or a fixed number. The flag wins on every device; without
-        it a mixed precision mode (NPU, GPU) scales dynamically and float32 (CPU) does not scale."""
-        if self.loss_scale is None:
-            return "dynamic" if self.mixed_precision else "off"
-        return self.loss_scale
-
-    def describe(self):
-        """One line for the log."""
-        return ("backend %s rank %d/%d device %s precision %s loss scale %s"
-                % (self.kind, self.rank, self.size, self.device_kind, self.precision_mode,
-                   self.loss_scaling()))
-
-    def start(self, config=None):
-        """Bring up what the backend needs before the training session (HCCL on Ascend; nothing here)."""
-        del config
-
-    # -- session ---------------------------------------------------------------------------------
-    def session_config(self, config=None):
-        """A ConfigProto for this rank: thread pools, mixed precision on GPU, the backend's additions."""
-        result = session_config.base_config(config, self.intra_op_threads, self.inter_op_threads)
-        if self.mixed_precision and self.device_kind == "gpu":
-            session_config.add_auto_mixed_precision(result)
-        return self._add_to_config(result)
-
-    def _add_to_config(self, config):
-        return config
-
-    def session_target(self):
-        """The target for tf.compat.v1.Session: '' (in-process) unless the backend runs a server."""
-        return ""
-
-    # -- graph -----------------------------------------------------------------------------------
-    def wrap_optimizer(self, optimizer):
-        """An optimizer whose compute_gradients returns rank-averaged gradients (here: one rank)."""
-        return self._mixed_precision(optimizer)
-
-    def _mixed_precision(self, optimizer):
-        """CPU/GPU loss scaling (TF's MixedPrecisionLossScaleOptimizer): dynamic (TF's DynamicLossScale:
-        from 2**15, halved on every overflow, doubled after 2000 finite steps; an overflow step is
-        skipped) or a fixed number (never skips, as TF's FixedLossScale)."""
-        scaling = self.loss_scaling()
-        if scaling == "off":
-            return optimizer
-        experimental = tf.compat.v1.train.experimental
-        if scaling == "dynamic":
-            self._loss_scale = experimental.DynamicLossScale()
-        else:
-            self._loss_scale = experimental.FixedLossScale(float(scaling))
-        return experimental.MixedPrecisionLossScaleOptimizer(optimizer, self._loss_scale)
-
-    def loss_scale_tensor(self):
-        """The current loss scale as a float32 tensor, or None without loss scaling (after wrap_optimizer)."""
-        if self._loss_scale is None:
-            return None
-        return tf.cast(self._loss_scale(), tf.float32)
-
-    def loop_op(self, sess, train_op):
-        """(op to run, steps it runs): one step per sess.run here; the trainer runs a loop of
-        iterations_per_loop such runs. The hccl backend returns the adapter's IterationOp instead."""
-        del sess
-        return train_op, 1
-
-    def allreduce_sum(self, tensors):
-        """Sum of each tensor over all ranks (list in, list out)."""
-        return [tf.identity(t) for t in tensors]
-
-    def allreduce_mean(self, tensors):
-        """Mean of each tensor over all ranks; None entries stay None."""
-        return [None if t is None else tf.identity(t) for t in tensors]
-
-    def broadcast_variables_op(self, variables):
-        """An op that gives every rank rank 0's values: float variables are broadcast, counters are set
-        from rank 0's values carried as floats; nothing to do on one rank."""
-        del variables
-        return tf.no_op(name="broadcast_from_rank0")
-
-    def close(self):
-        """Release what the backend holds (servers, devices)."""
 
 
 def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, bucket_bytes=DEFAULT_BUCKET_BYTES,
@@ -224,59 +53,28 @@ def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, buck
             raise BackendError("backend none runs one rank, not %s; use collective or hccl" % size)
         return Backend(rank, size, **common)
     if kind == "collective":
-        from train.collective_backend import CollectiveBackend
         return CollectiveBackend(rank, size, peers, timeout=timeout, bucket_bytes=bucket_bytes,
                                  op_timeouts=op_timeouts, **common)
-    from train.npu_backend import HcclBackend
     return HcclBackend(rank, size, debug_plan=debug_plan, **common)
 
 
-def _env_int(env, name, default):
-    text = str(env.get(name, "") or "").strip()
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise BackendError("%s=%r is not a whole number; the launcher sets it, or set it yourself"
-                           % (name, text)) from None
-
-
-def _env_float(env, name, default):
-    text = str(env.get(name, "") or "").strip()
-    if not text:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise BackendError("%s=%r is not a number of seconds" % (name, text)) from None
-
-
 def plan_from_env(env=None, **flags):
-    """The keyword arguments of make_backend for this worker's environment (pure)."""
+    """The keyword arguments of make_backend for this worker's environment (contract.worker_env; pure)."""
     env = os.environ if env is None else env
-    device = str(env.get("LAUNCH_BACKEND", "") or "cpu").strip().lower()
-    if device not in DEVICES:
-        raise BackendError("LAUNCH_BACKEND=%r is unknown; use npu, gpu or cpu" % device)
-    size = _env_int(env, "RANK_SIZE", 1)
-    rank = _env_int(env, "RANK_ID", 0)
-    if device == "npu":
-        kind = "hccl"
-    else:
-        kind = "collective" if size > 1 else "none"
     try:
-        intra, inter = session_config.threads_from_env(env)
-    except ValueError as exc:
-        raise BackendError(str(exc)) from None
-    plan = dict(kind=kind, rank=rank, size=size, device=device, intra_op_threads=intra,
-                inter_op_threads=inter)
+        settings = worker_env.from_env(env)
+    except worker_env.EnvError as error:
+        raise BackendError(str(error)) from None
+    device = settings.backend
+    kind = BACKEND_KINDS[device] if (settings.size > 1 or device == "npu") else "none"
+    plan = dict(kind=kind, rank=settings.rank, size=settings.size, device=device,
+                intra_op_threads=settings.intra_threads, inter_op_threads=settings.inter_threads)
     if kind == "collective":
-        peers = str(env.get("LAUNCH_PEERS", "") or "").strip()
-        if not peers:
+        if not settings.peers:
             raise BackendError("RANK_SIZE=%d on %s needs LAUNCH_PEERS (host:port per rank); start the job "
-                               "with the launcher or set it" % (size, device))
-        plan["peers"] = peers
-        plan["timeout"] = _env_float(env, "LAUNCH_COLLECTIVE_TIMEOUT", DEFAULT_TIMEOUT)
+                               "with the launcher or set it" % (settings.size, device))
+        plan["peers"] = ",".join(settings.peers)
+        plan["timeout"] = settings.collective_timeout
     plan.update(flags)
     return plan
 

@@ -18,7 +18,7 @@ import logging
 import os
 
 from tfcompat import tf
-from train.backends import (
+from train.backend_base import (
     Backend,
     BackendError,
     counter_variables,

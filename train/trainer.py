@@ -17,6 +17,7 @@ from collections import namedtuple
 import numpy as np
 
 from data import labels as data_labels
+from models.specs import HEAD_NAME  # the layer that maps features to logits
 from tfcompat import tf
 from train import checkpoints, evaluate, export, failures, optim
 from train.errors import BadData, StepFailure, TrainError
@@ -66,9 +67,6 @@ def crossed(before, after, interval_steps):
     """True when a loop from step `before` to step `after` closed an interval of `interval_steps` (pure):
     with one step per loop this is every(after, interval_steps)."""
     return interval_steps > 0 and after // interval_steps > before // interval_steps
-
-
-HEAD_NAME = "classifier"  # models.registry.HEAD_PREFIX: the layer that maps features to logits
 
 
 def head_layer(model):
