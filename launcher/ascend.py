@@ -57,22 +57,32 @@ def waits_for_missing(path, args, scheduler_paths):
 def resolve(args, facts, hccn_conf=None, detect_chip=None):
     """(table, local server entry, source path or None): load and check a given table, or build one."""
     try:
-        chip = choose_chip(args.get("chip"), (detect_chip or devices.detect_chip)())
+        told = args.get("chip") or (detect_chip or devices.detect_chip)()
+        chip = choose_chip(told, None)
         path = table_path(args, facts["environ"])
         visible = facts.get("ascend_visible") or None
         if path:
+            # a pod knows its UID / node IP / pod IP (downward API env): it finds its server with them, and
+            # a finished table without this pod (the previous run's, after a RestartJob) is waited for
+            identity = validate.PodIdentity.from_env(facts["environ"])
+            addresses = [facts["hostname"]] + list(facts["addresses"])
             wait = args.get("table_wait")
             wait = DEFAULT_TABLE_WAIT if wait is None else wait
             if not os.path.exists(path) and not waits_for_missing(path, args, validate.SCHEDULER_TABLE_PATHS):
                 raise LaunchError("rank table %s does not exist; fix --rank-table or RANK_TABLE_FILE (if a "
                                   "scheduler writes it later, add --table-wait S to wait for it)" % path)
+            # the chip given or detected; else the table tells (hardware_type, 16-device servers) or 910A
+            for_pod = validate.table_for_pod(identity, addresses,
+                                             scheduler=path in validate.SCHEDULER_TABLE_PATHS)
             table = validate.load_table(path, wait_timeout=wait, poll_interval=1.0,
-                                        on_wait=_WaitNotice(), chip=chip)
+                                        on_wait=_WaitNotice(), chip=told,
+                                        device_count=_host_device_count(facts), accept=for_pod)
             server = validate.find_local_server(table, server_id=args.get("server_id"),
                                                 node_rank=args.get("node_rank"),
-                                                addresses=[facts["hostname"]] + list(facts["addresses"]))
+                                                addresses=addresses, identity=identity)
             if args.get("devices"):
-                logical = devices.parse_device_spec(args["devices"], facts.get("ascend_count") or 8)
+                logical = devices.parse_device_spec(args["devices"], facts.get("ascend_count") or
+                                                    devices.device_count_for(table.chip))
                 physical = devices.logical_to_physical(logical, visible) if visible else logical
                 validate.check_matches_devices(server, physical)
             return table, server, os.path.abspath(path)
@@ -87,6 +97,12 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
         return table, _only_server(table), None
     except rank_table.RankTableError as error:
         raise LaunchError(str(error).replace("raise --wait", "raise --table-wait")) from None
+
+
+def _host_device_count(facts):
+    """Devices this host shows (the highest physical id + 1), so a table may use all of them; None if none."""
+    visible = facts.get("ascend_visible") or []
+    return max(visible) + 1 if visible else None
 
 
 def check_physical_legal(logical, physical, chip):

@@ -8,8 +8,8 @@ import sys
 import zlib
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS", "TrainingTime",
         "TrainAccuracy", "ActualLoss", "E2ETrainingTime"]
 

@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
 from train import checkpoints, config, optim, trainer
 from train.errors import TrainError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_modelzoo_names_are_aliases_of_the_same_settings():

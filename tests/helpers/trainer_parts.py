@@ -8,7 +8,8 @@ launcher would set (RANK_ID, RANK_SIZE, LAUNCH_*) and the trainer's flags, with 
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# this file is tests/helpers/trainer_parts.py: the repository is three levels up
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from tfcompat import tf
 
