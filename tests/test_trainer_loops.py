@@ -2,7 +2,7 @@
 the fake Ascend adapter (tests/fake_npu): an overflow-skipped update still counts as a step, and
 logging, evaluation and checkpoints happen once per loop, never twice for one step nor passing one over.
 
-The overflow is injected: the stand-in model `overflow` (tests/test_trainer_parts.py) multiplies its
+The overflow is injected: the stand-in model `overflow` (tests/helpers/trainer_parts.py) multiplies its
 gradient by inf at chosen steps, which is what an fp16 gradient overflow looks like to a loss-scaling
 optimizer while the float32 loss stays finite.
 """
@@ -12,11 +12,13 @@ import os
 import sys
 
 import pytest
-import test_trainer_parts as standins
+from helpers import ROOT, records
+from helpers import trainer_parts as standins
+from helpers.trainer_job import saved_steps
 
 from train.__main__ import main
 
-FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_npu")
+FAKE = os.path.join(ROOT, "tests", "fake_npu")
 TINY = ["--image-size", "32", "--batch-size", "16", "--data-path", "tiny:4:256:37", "--no-export",
         "--learning-rate", "0.4"]
 
@@ -45,20 +47,9 @@ def logged():
     logger.setLevel(level)
 
 
-def records(path, event=None):
-    with open(path) as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    return [r for r in rows if event is None or r["event"] == event]
-
-
 def run_here(output, env=None, *flags):
     env = dict(env or {}, LAUNCH_OUTPUT_DIR=str(output))
     return main(TINY + ["--output-dir", str(output)] + list(flags), env=env, parts=standins.parts())
-
-
-def saved_steps(directory):
-    return sorted(int(name[len("model.ckpt-"):-len(".index")]) for name in os.listdir(str(directory))
-                  if name.startswith("model.ckpt-") and name.endswith(".index"))
 
 
 def test_overflow_skipped_steps_count_once_and_are_reported(tmp_path, logged):
@@ -72,7 +63,7 @@ def test_overflow_skipped_steps_count_once_and_are_reported(tmp_path, logged):
     assert [r["overflow_steps"] for r in train] == [1, 2, 3, 3, 3, 3]
     assert train[-1]["loss_scale"] == 2.0 ** 15 / 8  # TF's DynamicLossScale: halved at each overflow
     assert [e["step"] for e in records(metrics, "eval")] == [4, 8, 12]
-    assert saved_steps(tmp_path / "checkpoints") == [4, 8, 12]
+    assert sorted(saved_steps(tmp_path / "checkpoints")) == [4, 8, 12]
     end = records(metrics, "end")[-1]
     assert end["status"] == "ok" and end["step"] == 12 and end["overflow_steps"] == 3
     assert any("3 steps so far skipped its update for a gradient overflow" in line for line in logged)
@@ -94,7 +85,7 @@ def test_loops_of_steps_on_cpu_log_evaluate_and_save_once_per_loop(tmp_path, log
     assert [r["step"] for r in train] == [3, 6, 9, 12]  # 10 steps rounded up to whole loops of 3
     assert all(r["total_steps"] == 12 for r in train)
     assert [e["step"] for e in records(metrics, "eval")] == [9, 12]  # crossed 8, then the end
-    assert saved_steps(tmp_path / "checkpoints") == [6, 9, 12]  # crossed 4, 8, then the end
+    assert sorted(saved_steps(tmp_path / "checkpoints")) == [6, 9, 12]  # crossed 4, 8, then the end
     assert any("iterations per loop 3: 3 steps per loop on the host" in line for line in logged)
 
 
