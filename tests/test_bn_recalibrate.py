@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-import test_trainer_parts as standins
+from helpers import trainer_parts as standins
 
 from train import bn_recalibrate
 from train.__main__ import main
@@ -106,12 +106,13 @@ def test_bad_flag_values_are_one_line_errors(tmp_path, capsys):
 def test_two_ranks_checkpoint_the_statistics_they_evaluate_with(tmp_path, batches):
     """The last step is also a checkpoint step: the checkpoint is written again once the statistics are
     settled (re-estimated, or averaged over ranks), so it holds the weights both ranks end with."""
-    from test_trainer import finish, free_ports, start_rank
+    from helpers import free_ports
+    from helpers.trainer_job import finish, start_rank
 
     from train.trainer import weights_checksum
     peers = ",".join("127.0.0.1:%d" % p for p in free_ports(2))
-    flags = ["--data-path", "tiny:4:64:8", "--max-steps", "4", "--save-interval", "2", "--no-export",
-             "--bn-recalibrate-batches", batches]
+    flags = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--data-path", "tiny:4:64:8",
+             "--max-steps", "4", "--save-interval", "2", "--no-export", "--bn-recalibrate-batches", batches]
     procs = [start_rank(tmp_path, rank, 2, peers, flags) for rank in range(2)]
     outputs = [finish(p) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
