@@ -2,7 +2,7 @@
 (data.pipeline.calibration_dataset)."""
 import numpy as np
 import pytest
-from test_data_fixtures import write_folder
+from helpers.images import write_folder
 
 from data import augment, layout, pipeline, preprocess
 from data.errors import DataError
