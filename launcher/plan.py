@@ -85,6 +85,10 @@ def make_plan(args, facts, table=None, local_server=None):
     else:
         layout = _collective_layout(args, facts, backend)
     output_dir = os.path.normpath(os.path.join(facts["cwd"], args.get("output_dir") or "output"))
+    trainer = args.get("trainer")
+    given_ckpt = getattr(trainer, "checkpoint_dir", None) if trainer is not None else None
+    checkpoint_dir = os.path.normpath(os.path.join(facts["cwd"], given_ckpt)) if given_ckpt else \
+        os.path.join(output_dir, "checkpoints")
     node_dir = output_dir
     if layout["nnodes"] > 1:
         node_dir = os.path.join(output_dir, "node%d" % layout["node_rank"])
@@ -108,7 +112,7 @@ def make_plan(args, facts, table=None, local_server=None):
             "RANK_ID": str(entry["rank"]), "RANK_SIZE": str(layout["world_size"]), "JOB_ID": layout["job_id"],
             "DEVICE_ID": str(entry["device_id"]), "LAUNCH_BACKEND": backend,
             "LAUNCH_OUTPUT_DIR": output_dir, "LAUNCH_RANK_DIR": rank_dir,
-            "LAUNCH_CHECKPOINT_DIR": os.path.join(output_dir, "checkpoints"),
+            "LAUNCH_CHECKPOINT_DIR": checkpoint_dir,
             "LAUNCH_METRICS_FILE": os.path.join(rank_dir, "metrics.jsonl"),
             "LAUNCH_ERROR_FILE": os.path.join(rank_dir, "error.json"),
             "LAUNCH_LOCAL_RANK": str(local_rank), "LAUNCH_LOCAL_SIZE": str(local_size),
@@ -132,12 +136,12 @@ def make_plan(args, facts, table=None, local_server=None):
         "job_id": layout["job_id"], "backend": backend, "world_size": layout["world_size"],
         "nnodes": layout["nnodes"], "node_rank": layout["node_rank"], "local_size": local_size,
         "output_dir": output_dir, "node_dir": node_dir,
-        "checkpoint_dir": os.path.join(output_dir, "checkpoints"),
+        "checkpoint_dir": checkpoint_dir, "tensorboard_dir": os.path.join(output_dir, "tensorboard"),
         "rank_table": table_file, "cwd": facts["cwd"], "peers": layout.get("peers"),
         "dropped_env": [name for name, _ in drop],
         "warnings": ["dropped %s from the workers' environment: %s" % (name, why) for name, why in drop],
         "worker": "command" if custom else "trainer",
-        "model": model, "batch_size": args.get("batch_size"),
+        "model": model, "batch_size": args.get("batch_size"), "trainer": None,
         "network": args.get("network") or model or command_name(args["command"]),
         "case": args.get("case") or "acc",
         "stall_timeout": float(stall), "grace_period": float(_default(args.get("grace_period"),
@@ -161,12 +165,9 @@ def _default(value, fallback):
 
 
 def trainer_args(args):
-    """The built-in trainer's options: the launcher's training flags, then the options it passes through."""
-    argv = ["--model", args["model"]]
-    for flag, key in (("--data-path", "data_path"), ("--batch-size", "batch_size"), ("--epochs", "epochs")):
-        if args.get(key) is not None:
-            argv += [flag, str(args[key])]
-    return argv + list(args.get("passthrough") or [])
+    """The built-in trainer's options: every option the launcher does not take itself, as the user gave
+    them (the launcher has checked them with the trainer's own parser)."""
+    return list(args.get("passthrough") or [])
 
 
 def _worker_argv(args, facts):

@@ -9,7 +9,6 @@ backend -> optimizer with the LR schedule -> BN moving averages -> global step.
 The collaborators (model registry, data pipeline, backend) come in as `Parts`, so that the loop is
 the same whether it is started by `python -m train` or by a test.
 """
-import math
 import os
 import time
 from collections import namedtuple
@@ -18,9 +17,11 @@ import numpy as np
 
 from data import labels as data_labels
 from tfcompat import tf
-from train import checkpoints, evaluate, export, failures, optim
+from train import checkpoints, evaluate, export, failures, optim, precheck
+from train.config import RESUME_AUTO, RESUME_NEVER
 from train.errors import BadData, StepFailure, TrainError
 from train.metrics import Summaries, human_eval_line, human_skipped_line, human_train_lines, log, train_record
+from train.precheck import Schedule, schedule_plan  # noqa: F401  (pure: the launcher checks with it too)
 
 Parts = namedtuple("Parts", [
     "inspect_data",         # path -> DataInfo (num_classes, train_count, eval_count, class_names)
@@ -32,20 +33,6 @@ Parts = namedtuple("Parts", [
     "make_backend",         # args -> backend object (train.backends, docs/CONTRACTS.md)
     "preprocessing",        # image_size -> dict describing the input normalisation (for export)
 ])
-
-Schedule = namedtuple("Schedule", ["steps_per_epoch", "total_steps", "global_batch"])
-
-
-def schedule_plan(train_count, batch_size, size, epochs, max_steps):
-    """Steps per epoch (remainder dropped alike on every rank) and the run's length (pure)."""
-    global_batch = batch_size * size
-    steps_per_epoch = train_count // global_batch
-    if steps_per_epoch < 1:
-        raise TrainError("the training split has %d images, fewer than one global batch (%d x %d ranks); "
-                         "lower --batch-size" % (train_count, batch_size, size))
-    total = int(max_steps) if max_steps else int(math.ceil(epochs * steps_per_epoch))
-    return Schedule(steps_per_epoch, max(total, 1), global_batch)
-
 
 def every(step, interval_steps):
     """True when `step` (1-based, after the update) closes an interval of `interval_steps` (pure)."""
@@ -173,17 +160,28 @@ def run(args, placement, parts, metrics):
     run_meta = {"model": args.model, "num_classes": int(info.num_classes), "image_size": int(args.image_size),
                 "model_options": sorted(args.model_options)}
     is_chief = placement.rank == 0
-    resume_from = None
-    if args.resume or placement.restart > 0:  # a launcher restart always continues from checkpoints
-        resume_from = checkpoints.latest(placement.checkpoint_dir)
-        if resume_from:
-            keep_class_names(args, placement, info, resume_from)  # names which classes changed, if any
-            checkpoints.check_resumable(checkpoints.read_meta(placement.checkpoint_dir), run_meta)
-    elif is_chief and checkpoints.latest(placement.checkpoint_dir):
-        raise TrainError("%s already holds checkpoints and --no-resume was given; use another --output-dir "
-                         "(or --checkpoint-dir) so they are not overwritten" % placement.checkpoint_dir)
-    if not resume_from:
+    resume_from = resume_source(args, placement)
+    if resume_from:
+        keep_class_names(args, placement, info, resume_from)  # names which classes changed, if any
+        checkpoints.check_resumable(checkpoints.read_meta(os.path.dirname(resume_from)), run_meta)
+        done = checkpoints.step_of(resume_from)
+        if done >= sched.total_steps and not args.eval_only:
+            log.info("the run is finished: %s is at step %d of %d; nothing to train (--resume never starts "
+                     "over, --eval-only evaluates it)", resume_from, done, sched.total_steps)
+            return {"status": "finished", "step": done, "total_steps": sched.total_steps,
+                    "wall_time": round(time.time() - started, 3)}
+    else:
         keep_class_names(args, placement, info, resume_from)
+    if args.eval_only and not (info.eval_count and resume_from):
+        raise TrainError("--eval-only needs a validation split and a checkpoint: %s" % (
+            "%s has no validation split" % args.data_path if not info.eval_count else
+            "%s holds none; give --resume PATH" % placement.checkpoint_dir))
+    if not info.eval_count:
+        log.info("no validation split in %s: nothing is evaluated; the accuracy reported is the training "
+                 "batches' accuracy", args.data_path)
+    if info.kind == "synthetic":
+        log.info("training on synthetic data (%s): random images, no dataset read; give --data-path DIR "
+                 "for a real one", args.data_path)
     log.info("rank %d/%d backend %s device %s model %s classes %d train %d eval %d global batch %d "
              "steps/epoch %d total steps %d peak lr %.5f", placement.rank, placement.size,
              placement.backend_kind, placement.device_kind, args.model, info.num_classes, info.train_count,
@@ -210,6 +208,10 @@ def run(args, placement, parts, metrics):
             _restore(sess, g, args, resume_from, metrics)
             sess.run(g.broadcast_op)
             start_step = int(sess.run(g.global_step))
+            if args.eval_only:
+                result = {"step": start_step, "status": "ok", "eval_only": True}
+                result.update(_evaluate(sess, g, metrics, start_step))
+                return dict(result, wall_time=round(time.time() - started, 3))
             result = _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, start_step)
             sess.run(g.sync_stats_op)
             result["weights_checksum"] = weights_checksum(sess.run(g.model.weights))
@@ -229,6 +231,26 @@ def run(args, placement, parts, metrics):
         result["export_dir"] = _export(args, placement, parts, info, result["step"])
     result["wall_time"] = round(time.time() - started, 3)
     return result
+
+
+def resume_source(args, placement):
+    """The checkpoint this rank continues from under --resume auto|never|PATH, or None (a fresh start).
+
+    A launcher restart (LAUNCH_RESTART > 0) continues this run's newest checkpoint whatever the mode
+    (then --resume PATH only when none was written yet). `never` moves the old checkpoints aside (rank 0;
+    under the launcher it has done so before any rank started); nothing is deleted.
+    """
+    latest = checkpoints.latest(placement.checkpoint_dir)
+    if placement.restart > 0 and latest:
+        return latest
+    if args.resume == RESUME_AUTO:
+        return latest
+    if args.resume == RESUME_NEVER:
+        if placement.rank == 0 and precheck.has_checkpoints(placement.checkpoint_dir):
+            moved = precheck.move_aside(placement.checkpoint_dir)
+            log.info("--resume never: the old checkpoints were moved to %s", moved)
+        return None
+    return checkpoints.resolve(args.resume)
 
 
 def labels_plan(class_names, checkpoint_dir, resume_from, finetune_dir, is_chief, exists):
@@ -317,13 +339,21 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step):
     save_epoch_steps = int(round(args.save_every_epochs * sched.steps_per_epoch))
     eval_epoch_steps = int(round(args.eval_every_epochs * sched.steps_per_epoch))
     fetches = [g.step_after, g.loss, g.accuracy, g.lr, g.skipped]
-    window = {"loss": 0.0, "acc": 0.0, "steps": 0, "start": time.time()}
+    window = {"loss": 0.0, "acc": 0.0, "steps": 0}
+    # Speed is timed without the first step of this process (graph build, first batches: warm-up), so a
+    # short run's images/s is its steady rate too; a record holding only that step says warmup=true.
+    timed = {"steps": 0, "start": time.time(), "warmup": None}
     rates, last = [], {}
-    first_window = True
     skipped_logged = 0
     while step < sched.total_steps:
         step, loss, acc, lr, skipped = sess.run(fetches)
         step, skipped = int(step), int(skipped)
+        now = time.time()
+        if timed["warmup"] is None:
+            timed["warmup"] = now - timed["start"]
+            timed["start"] = now
+        else:
+            timed["steps"] += 1
         if not np.isfinite(loss):
             raise TrainError("the loss became %s at step %d; lower --learning-rate (or add --warmup-epochs)"
                              % (loss, step))
@@ -331,12 +361,17 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step):
         window["acc"] += float(acc)
         window["steps"] += 1
         if every(step, args.log_every) or step == sched.total_steps:
-            elapsed = time.time() - window["start"]
             n = window["steps"]
+            if timed["steps"]:
+                seconds, counted, warmup = now - timed["start"], timed["steps"], False
+                rates.append((counted, seconds))
+            else:
+                seconds, counted, warmup = timed["warmup"], 1, True
             record = train_record(step, sched.total_steps, step / float(sched.steps_per_epoch),
                                   window["loss"] / n, window["acc"] / n, lr,
-                                  args.batch_size * n / max(elapsed, 1e-9), elapsed / n, args.batch_size,
-                                  skipped_images=skipped)
+                                  args.batch_size * counted / max(seconds, 1e-9), seconds / counted,
+                                  args.batch_size, skipped_images=skipped, timed_steps=counted,
+                                  timed_seconds=seconds, warmup=warmup)
             metrics.write("train", **record)
             if skipped > skipped_logged:
                 log.info("%s", human_skipped_line(skipped, placement.rank))
@@ -346,11 +381,9 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step):
             if summaries:
                 summaries.scalars(step, {"loss": record["loss"], "accuracy": record["accuracy"], "lr": lr,
                                          "images_per_sec": record["images_per_sec"]})
-            if not first_window:
-                rates.append((n, elapsed))
-            first_window = False
             last = record
-            window = {"loss": 0.0, "acc": 0.0, "steps": 0, "start": time.time()}
+            window = {"loss": 0.0, "acc": 0.0, "steps": 0}
+            timed["steps"], timed["start"] = 0, time.time()
         if placement.rank == 0 and (every(step, args.save_every_steps) or every(step, save_epoch_steps)):
             g.writer.save(sess, step, run_meta)
             log.info("saved checkpoint at step %d", step)
