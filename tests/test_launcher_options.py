@@ -88,7 +88,7 @@ def test_fractional_epochs_are_taken_as_the_trainer_takes_them_and_the_options_r
     plan = json.load(open(str(tmp_path / "run" / "launch.json")))
     argv = plan["ranks"][0]["argv"]
     assert argv[1:] == ["-m", "train", "--model", "shufflenetv1", "--epochs", "0.5", "--batch_size", "8",
-                        "--lr", "0.1"]                      # --output_dir is the launcher's: one run directory
+                        "--lr", "0.1"]          # --output_dir is the launcher's: one run directory
     assert plan["ranks"][0]["env"]["LAUNCH_OUTPUT_DIR"] == str(tmp_path / "run")
     assert plan["batch_size"] == 8 and plan["trainer"]["total_steps"] >= 1
 
