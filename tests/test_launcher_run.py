@@ -105,7 +105,7 @@ def test_a_frozen_rank_is_caught_by_the_stall_timeout(tmp_path):
     code, _, err_text, out = launch(tmp_path, "--devices", "2", "--stall-timeout", "3",
                                     "--grace-period", "1",
                                     worker=["--rank", "0", "--freeze", "--forever"])
-    assert code == 1 and "first failure: rank 0 (device 0): no metrics for" in err_text
+    assert code == 1 and "first failure: rank 0 (device 0): its process is stopped" in err_text
     assert_all_gone(worker_pids(out, (0, 1)))
 
 
