@@ -123,6 +123,8 @@ def make_plan(args, facts, table=None, local_server=None):
         env.update(entry["env"])
         if table_file:
             env["RANK_TABLE_FILE"] = table_file
+        if custom:
+            env.update(torchrun_env(entry["rank"], local_rank, local_size, layout, args))
         ranks.append({
             "rank": entry["rank"], "local_rank": local_rank, "device": device, "rank_dir": rank_dir,
             "log_path": os.path.join(rank_dir, "train_%s.log" % device),
@@ -149,6 +151,29 @@ def make_plan(args, facts, table=None, local_server=None):
         "max_restarts": int(args.get("max_restarts") or 0), "bind_cores": bind,
         "ranks": ranks,
     }
+
+
+def torchrun_env(rank, local_rank, local_size, layout, args):
+    """The variables torchrun gives its workers, so that a PyTorch / torch_npu script started with `-- CMD`
+    runs as under torchrun (torch.distributed's env:// init reads MASTER_ADDR, MASTER_PORT, WORLD_SIZE,
+    RANK). Rank 0 serves the store on MASTER_PORT: on cpu/gpu its LAUNCH_PEERS port (free, the command is
+    not the TF trainer); on Ascend --master-port or a port derived from the job id (the same on every
+    server)."""
+    addr, port = layout["master"]
+    return {
+        "MASTER_ADDR": addr, "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(layout["world_size"]), "RANK": str(rank), "LOCAL_RANK": str(local_rank),
+        "LOCAL_WORLD_SIZE": str(local_size), "GROUP_RANK": str(layout["node_rank"]),
+        "GROUP_WORLD_SIZE": str(layout["nnodes"]), "ROLE_NAME": "default", "ROLE_RANK": str(rank),
+        "ROLE_WORLD_SIZE": str(layout["world_size"]), "TORCHELASTIC_RUN_ID": layout["job_id"],
+        "TORCHELASTIC_MAX_RESTARTS": str(int(args.get("max_restarts") or 0)),
+        "TORCHELASTIC_RESTART_COUNT": "0",
+    }
+
+
+def _split_peer(peer):
+    host, _, port = peer.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def command_name(command):
@@ -213,7 +238,7 @@ def _collective_layout(args, facts, backend):
         local.append({"rank": node_rank * local_size + local_rank, "label": label,
                       "device_id": physical if backend == "gpu" else label, "env": env})
     return {"job_id": job_id, "world_size": world, "nnodes": nnodes, "node_rank": node_rank,
-            "local": local, "peers": peers}
+            "local": local, "peers": peers, "master": _split_peer(peers[0])}
 
 
 def _met_hosts(args, met):
@@ -281,5 +306,9 @@ def _npu_layout(args, facts, table, local_server):
         env = {"ASCEND_DEVICE_ID": str(logical), "DEVICE_INDEX": str(device["rank_id"])}
         local.append({"rank": device["rank_id"], "label": logical, "device_id": physical, "env": env})
     job_id = str(args["job_id"]) if args.get("job_id") else table_job_id(table)
+    first = servers[0]
+    master_addr = LOCALHOST if len(servers) == 1 else (first.get("host_ip") or first["server_id"])
+    master_port = ports.choose_base_port(job_id, 1, args.get("master_port"), facts.get("ports_in_use") or (),
+                                         single_host=len(servers) == 1)
     return {"job_id": job_id, "world_size": world, "nnodes": len(servers), "node_rank": node_rank,
-            "local": local}
+            "local": local, "master": (master_addr, master_port)}

@@ -106,6 +106,8 @@ class Supervisor:
             rank.tail = MetricsTail(spec["metrics_file"], offset=_size(spec["metrics_file"]))
             self.ranks.append(rank)
             settings = dict(spec["env"], LAUNCH_RESTART=str(attempt))
+            if "TORCHELASTIC_RESTART_COUNT" in settings:
+                settings["TORCHELASTIC_RESTART_COUNT"] = str(attempt)
             env = envrules.worker_environ(self.environ, set(self.plan["dropped_env"]), settings)
             with open(spec["log_path"], "ab") as log:
                 if attempt:
