@@ -262,6 +262,9 @@ def prepare(options, facts, err):
     table = server = source = None
     if backend == "npu":
         from launcher import ascend
+        notice = ascend.start_notice(options, facts["environ"])
+        if notice:
+            err.write("launcher: %s\n" % notice)
         table, server, source = ascend.resolve(options, facts)
     else:
         facts = meet_other_nodes(options, facts, backend, err)

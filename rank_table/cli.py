@@ -3,10 +3,9 @@
 Every user mistake is one line on stderr and exit code 2; nothing already written is replaced silently.
 """
 import argparse
-import socket
 import sys
 
-from rank_table import build, device_ips, devices, validate
+from rank_table import build, device_ips, devices, host_ip, validate
 from rank_table.errors import RankTableError
 from rank_table.schema import parse_table
 
@@ -90,10 +89,8 @@ def _chip(args, say):
 
 
 def _host_ip():
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        raise RankTableError("cannot find this host's IP from its host name; pass --server-ip") from None
+    """This server's id: never loopback (rank_table.host_ip)."""
+    return host_ip.server_ip("--server-ip")
 
 
 def _server_sources(args):
