@@ -110,6 +110,143 @@ def test_tf_api_allowlist_needs_a_reason_and_an_actual_use(tree):
     assert code == 1 and "unused entry train/gone.py" in out
 
 
+PLANTED_ARGUMENTS = [
+    # the issue's three examples: TF 2.x-only arguments, fatal on 1.15
+    ("dataset = tf.data.TFRecordDataset(['a'])\ndataset = dataset.batch(4, num_parallel_calls=2)\n",
+     "tf.data.Dataset.batch has no argument 'num_parallel_calls'", "batch_size, drop_remainder"),
+    ("def f(x):\n    return x\n\n\ndataset = tf.data.Dataset.range(8)\n"
+     "dataset = dataset.map(f, deterministic=False)\n",
+     "tf.data.Dataset.map has no argument 'deterministic'", "(map_func, num_parallel_calls)"),
+    ("y = tf.image.resize(tf.zeros([1, 4, 4, 3]), [2, 2], antialias=True)\n",
+     "tf.image.resize has no argument 'antialias'",
+     "tf.image.resize(images, size, method, align_corners, preserve_aspect_ratio, name)"),
+    # resolved through aliases and tf.compat.v1 (tf.X is the v1 API in 1.15)
+    ("from tfcompat import tf as tf1\nv1 = tf1.compat.v1\n"
+     "y = v1.image.resize_images(1, [2, 2], antialias=True)\n",
+     "tf.compat.v1.image.resize_images has no argument 'antialias'", "preserve_aspect_ratio"),
+    ("y = tf.reduce_mean([1.0], axis=0, keepdims=True, dtype='float32')\n",
+     "tf.reduce_mean has no argument 'dtype'", "reduction_indices"),
+    # too many positional arguments, on a function and on a dataset method
+    ("y = tf.image.resize(1, [2, 2], 'bilinear', False, False, 'name', True)\n",
+     "tf.image.resize takes at most 6 positional argument(s) in TensorFlow 1.15, 7 given", "align_corners"),
+    ("d = tf.data.Dataset.range(8).shuffle(8, 1, True, 4)\n",
+     "tf.data.Dataset.shuffle takes at most 3 positional argument(s) in TensorFlow 1.15, 4 given",
+     "(buffer_size, seed, reshuffle_each_iteration)"),
+    # a dataset method 1.15's DatasetV1 lacks
+    ("n = tf.compat.v1.data.Dataset.from_tensors([1]).cardinality()\n", "tf.data.Dataset.cardinality is not",
+     "DatasetV1"),
+    # a name bound to a dataset on every path, in a branch, in a loop, and seen from a nested function
+    ("def pipe(files, flag):\n"
+     "    if flag:\n        source = tf.data.TextLineDataset(files)\n"
+     "    else:\n        source = tf.data.Dataset.from_tensor_slices(files).repeat()\n"
+     "    for _ in range(2):\n        source = source.prefetch(1)\n"
+     "    return source.interleave(tf.data.TFRecordDataset, cycle_length=2, deterministic=True)\n",
+     "tf.data.Dataset.interleave has no argument 'deterministic'", "block_length"),
+    ("def pipe(files):\n    listed = tf.data.Dataset.list_files(files)\n"
+     "    return lambda: listed.padded_batch(2, [None], padding_values=0, drop_remainder=True, name='b')\n",
+     "tf.data.Dataset.padded_batch has no argument 'name'", "padding_values"),
+]
+
+
+@pytest.mark.parametrize("source, message, signature", PLANTED_ARGUMENTS)
+def test_tf_api_gate_catches_arguments_missing_from_tf115(tree, source, message, signature):
+    plant(tree, "data/planted.py", "from tfcompat import tf\n" + source)
+    code, out = run_gate("tools.check_tf_api", tree)
+    assert code == 1, out
+    lines = [line for line in out.splitlines() if line.startswith("data/planted.py:")]
+    assert len(lines) == 1, out
+    assert message in lines[0] and "1.15" in lines[0] and signature in lines[0], out
+    line = int(lines[0].split(":")[1])
+    assert 1 < line <= source.count("\n") + 1
+
+
+def test_tf_api_gate_sees_datasets_returned_by_project_functions(tree):
+    plant(tree, "data/planted_make.py", (
+        "from tfcompat import tf\n"
+        "\n"
+        "\n"
+        "def records(files):\n"
+        "    return tf.data.TFRecordDataset(files)\n"
+        "\n"
+        "\n"
+        "def maybe(files):  # a dataset on one path only: callers cannot be sure\n"
+        "    if files:\n"
+        "        return tf.data.TFRecordDataset(files)\n"
+        "    return None\n"))
+    plant(tree, "data/planted.py", (
+        "from data import planted_make\n"
+        "from data.planted_make import maybe\n"
+        "\n"
+        "\n"
+        "def _local(files):\n"
+        "    return planted_make.records(files).shuffle(8)\n"
+        "\n"
+        "\n"
+        "def pipe(files):\n"
+        "    maybe(files).map(len, deterministic=True)\n"
+        "    return _local(files).map(len, num_parallel_calls=2, deterministic=True)\n"))
+    code, out = run_gate("tools.check_tf_api", tree)
+    assert code == 1, out
+    lines = [line for line in out.splitlines() if "planted" in line]
+    assert len(lines) == 1 and lines[0].startswith("data/planted.py:11: tf.data.Dataset.map has no argument "
+                                                   "'deterministic'"), out
+
+
+def test_tf_api_gate_accepts_tf115_arguments_and_unknown_objects(tree):
+    plant(tree, "data/fine.py", (
+        "import concurrent.futures\n"
+        "from tfcompat import tf\n"
+        "\n"
+        "\n"
+        "def pipe(files, pool, layer, x, ops):\n"
+        "    d = tf.data.TFRecordDataset(files, buffer_size=1 << 20, num_parallel_reads=2)\n"
+        "    d = d.map(len, num_parallel_calls=tf.data.experimental.AUTOTUNE).batch(4, drop_remainder=True)\n"
+        "    d = d.apply(tf.data.experimental.ignore_errors()).prefetch(buffer_size=2)\n"
+        "    it = tf.compat.v1.data.make_initializable_iterator(d.repeat(count=2))\n"
+        "    r = tf.data.Dataset.range(0, 10, 2).window(2, shift=1, stride=1, drop_remainder=True)\n"
+        "    y = tf.image.resize(x, [2, 2], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)\n"
+        "    y = tf.compat.v1.image.resize(y, [2, 2], 'bilinear', False, False, 'r')\n"
+        "    g = tf.group(*ops, name='g')\n"
+        "    p = tf.print(x, y, output_stream='file://x')\n"
+        "    c = tf.keras.layers.Conv2D(8, 3, 1, 'same', name='c')(x, training=False)\n"
+        "    layer(x, training=True)  # a layer instance: its type is not known here\n"
+        "    pool.map(len, files, chunksize=2)  # not a dataset\n"
+        "    d = concurrent.futures.ThreadPoolExecutor(2)  # rebound: no longer a dataset\n"
+        "    d.map(len, files, timeout=3)\n"
+        "    e = tf.data.Dataset.from_tensors(1) if x else pool\n"
+        "    e.map(len, timeout=3)  # a dataset on one path only\n"
+        "    if x:\n        k = tf.data.Dataset.range(3)\n    else:\n        k = pool\n"
+        "    k.map(len, timeout=3)  # likewise\n"
+        "    for f in [pool]:\n"
+        "        f.map(len, chunksize=1)\n"
+        "    h = tf.data.Dataset.range(3)\n"
+        "    h = [h.map(len, timeout=1) for h in [pool]]  # the comprehension's own h\n"
+        "    return it, r, y, g, p, c, h, tf.data.Dataset.batch(d, 4, True)\n"))
+    code, out = run_gate("tools.check_tf_api", tree)
+    assert code == 0, out
+
+
+def test_tf_api_gate_names_an_unparsable_file_in_one_line(tree):
+    plant(tree, "data/planted.py", "from tfcompat import tf\ndef f(:\n    return tf.constant(1)\n")
+    code, out = run_gate("tools.check_tf_api", tree)
+    assert code == 1 and "Traceback" not in out, out
+    assert "data/planted.py:2: cannot parse" in out, out
+
+
+def test_tf_api_allowlist_admits_a_reasoned_argument(tree):
+    plant(tree, "data/branch.py", ("from tfcompat import IS_TF2, tf\n"
+                                   "if IS_TF2:\n"
+                                   "    y = tf.image.resize(tf.zeros([1, 3, 3, 3]), [2, 2], antialias=True)\n"
+                                   "else:\n"
+                                   "    y = tf.image.resize(tf.zeros([1, 3, 3, 3]), [2, 2])\n"))
+    code, out = run_gate("tools.check_tf_api", tree)
+    assert code == 1 and "data/branch.py:3: tf.image.resize has no argument 'antialias'" in out, out
+    allow = tree / "tools" / "tf2_only_allowlist.txt"
+    allow.write_text("data/branch.py | tf.image.resize(antialias=) | TF 2 branch behind IS_TF2\n")
+    code, out = run_gate("tools.check_tf_api", tree)
+    assert code == 0, out
+
+
 @pytest.mark.parametrize("rel, source, message", [
     ("data/planted.py", "import tensorflow as tf\n", "imports tensorflow directly"),
     ("models/planted.py", "from tensorflow.keras import layers\n", "imports tensorflow directly"),
@@ -136,7 +273,7 @@ def test_ruff_gate_catches_lint(tree):
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_REFERENCE), reason="no ../shared/reference beside this checkout")
-@pytest.mark.parametrize("name", ["tf1_15_api.txt", "tf1_15_keras_layer_kwargs.txt"])
+@pytest.mark.parametrize("name", ["tf1_15_api.txt", "tf1_15_keras_layer_kwargs.txt", "tf1_15_signatures.txt"])
 def test_vendored_reference_matches_shared(name):
     with open(os.path.join(ROOT, "tools", "reference", name)) as ours:
         with open(os.path.join(SHARED_REFERENCE, name)) as theirs:

@@ -1,11 +1,16 @@
 """Gate 2: the product code uses only TensorFlow API that exists in TF 1.15 (the Ascend stack).
 
 Every `tf.<...>` attribute chain in the code (also through simple aliases such as
-`layers = tf.keras.layers`) must name something in tools/reference/tf1_15_api.txt, a copy of every
-public name of TF 1.15.5. Attributes *of* a listed class or function (`tf.GraphKeys.UPDATE_OPS`) are
-fine; a missing name inside a listed module is not. The keyword arguments of every
-`tf.keras.layers.X(...)` call are checked against the 1.15 constructor arguments
-(tools/reference/tf1_15_keras_layer_kwargs.txt); 1.15's Conv2D, for example, has no `groups`.
+`layers = tf.keras.layers` or `from tfcompat import tf as tf1`) must name something in
+tools/reference/tf1_15_api.txt, a copy of every public name of TF 1.15.5. Attributes *of* a listed
+class or function (`tf.GraphKeys.UPDATE_OPS`) are fine; a missing name inside a listed module is not.
+The keyword arguments of every `tf.keras.layers.X(...)` call are checked against the 1.15 constructor
+arguments (tools/reference/tf1_15_keras_layer_kwargs.txt); 1.15's Conv2D, for example, has no `groups`.
+Every call of a `tf.*` function or class, and every method called on an expression the gate can tell is
+a tf.data dataset (tools/tf_datasets.py), is checked against the 1.15 signatures
+(tools/reference/tf1_15_signatures.txt, tools/tf_calls.py): no keyword argument 1.15 lacks, no more
+positional arguments than it takes, no Dataset method DatasetV1 lacks. Objects of unknown type (a Keras
+layer instance, a function parameter, a method's return value) are not seen.
 
 Deliberate TF-2-only branches behind a version check are listed, each with its reason, in
 tools/tf2_only_allowlist.txt as `path | tf.name | reason`. An entry nothing uses any more fails too.
@@ -15,6 +20,7 @@ import ast
 import os
 import sys
 
+from tools import tf_calls, tf_datasets
 from tools.project_files import python_files, report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,12 +99,54 @@ def attribute_chain(node, roots):
 
 
 class _Collector(ast.NodeVisitor):
-    """Collects (chain, line) for maximal tf chains and (layer chain, kwargs, line) for layer calls."""
+    """Collects (chain, line) for maximal tf chains, (layer chain, kwargs, line) for layer calls,
+    (chain, call) for every call of a tf chain, and (attribute node, call or None, scope) for every
+    other attribute, to be kept by dataset_uses() when its object is a dataset."""
 
-    def __init__(self):
+    def __init__(self, module_names):
         self.roots = {"tf": "tf"}
         self.chains = []
         self.layer_calls = []
+        self.tf_calls = []
+        self.attributes = []
+        self.module_names = module_names
+        self.scope = None
+        self.top_functions = []  # scopes of the module-level functions
+
+    def resolve(self, node):
+        return attribute_chain(node, self.roots)
+
+    def constructs_datasets(self):
+        constructors = tf_datasets.DATASET_CONSTRUCTORS
+        return any(tf_calls.normalise(chain) in constructors for chain, _ in self.tf_calls)
+
+    def linked(self):
+        """What tf_datasets.link() needs to know of this file."""
+        return self.module_names, self.top_functions, self.constructs_datasets()
+
+    def dataset_uses(self):
+        """(attribute, call or None, line) for each attribute of an expression that is a dataset."""
+        if not self.module_names.may_hold_datasets():
+            return []
+        return [(node.attr, call, node.lineno) for node, call, scope in self.attributes
+                if scope.is_dataset(node.value)]
+
+    def visit_scope(self, node):
+        self.scope = tf_datasets.Scope(node, self.scope, self.resolve, self.module_names)
+        if isinstance(node, ast.Module):
+            self.module_scope = self.scope
+        elif self.scope.parent is self.module_scope and isinstance(node, ast.FunctionDef):
+            self.top_functions.append(self.scope)
+        self.generic_visit(node)
+        self.scope = self.scope.parent
+
+    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = visit_scope
+
+    def visit_ImportFrom(self, node):
+        if node.module == "tfcompat":
+            for alias in node.names:
+                if alias.name == "tf":
+                    self.roots[alias.asname or "tf"] = "tf"
 
     def visit_Assign(self, node):
         if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -108,10 +156,19 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Call(self, node):
-        chain = attribute_chain(node.func, self.roots)
-        if chain is not None and chain.startswith(LAYER_MODULES):
-            names = [kw.arg for kw in node.keywords if kw.arg is not None]
-            self.layer_calls.append((chain, names, node.lineno))
+        func = node.func
+        chain = attribute_chain(func, self.roots)
+        if chain is not None:
+            self.tf_calls.append((chain, node))
+            if chain.startswith(LAYER_MODULES):
+                names = [kw.arg for kw in node.keywords if kw.arg is not None]
+                self.layer_calls.append((chain, names, node.lineno))
+        elif isinstance(func, ast.Attribute):
+            self.attributes.append((func, node, self.scope))
+            self.visit(func.value)  # not func itself: its attribute is recorded here, with the call
+            for child in node.args + node.keywords:
+                self.visit(child)
+            return
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
@@ -119,6 +176,7 @@ class _Collector(ast.NodeVisitor):
         if chain is not None:
             self.chains.append((chain, node.lineno))
             return  # maximal chain: do not report its prefixes again
+        self.attributes.append((node, None, self.scope))
         self.generic_visit(node)
 
 
@@ -137,10 +195,27 @@ def first_missing(chain, api, modules):
     return None
 
 
-def check_source(source, rel, api, modules, layer_kwargs):
-    """(tf.name, line, message) for each violation in one file's source."""
-    collector = _Collector()
-    collector.visit(ast.parse(source, filename=rel))
+def collect(source, rel, project):
+    """The file's collector (tf chains, calls, attributes and scopes), or a one-line parse error."""
+    try:
+        tree = ast.parse(source, filename=rel)
+    except (SyntaxError, ValueError) as error:
+        return "%s:%s: cannot parse: %s" % (rel, getattr(error, "lineno", "?"), getattr(error, "msg", error))
+    collector = _Collector(tf_datasets.ModuleNames(tree, rel, project))
+    collector.visit(tree)
+    return collector
+
+
+def check_source(source, rel, api, modules, layer_kwargs, signatures):
+    """(tf.name, line, message) for each violation in one file's source, read alone."""
+    project = tf_datasets.Project()
+    collector = collect(source, rel, project)
+    tf_datasets.link([collector.linked()], project)
+    return problems_of(collector, api, modules, layer_kwargs, signatures)
+
+
+def problems_of(collector, api, modules, layer_kwargs, signatures):
+    """(tf.name, line, message) for each violation the collector of one file holds."""
     problems = []
     for chain, line in collector.chains:
         missing = first_missing(chain, api, modules)
@@ -157,26 +232,61 @@ def check_source(source, rel, api, modules, layer_kwargs):
         if allowed is None:
             continue  # not a layer class (tf.keras.layers.add, Input, ...)
         allowed = allowed | BASE_LAYER_KWARGS
+        signature = tf_calls.lookup(chain, signatures)
+        shown = "; 1.15 signature: %s where **kwargs takes %s" % (
+            signature.text(), " ".join(sorted(BASE_LAYER_KWARGS))) if signature else ""
         for name in names:
             if name not in allowed:
                 problems.append(("%s(%s=)" % (chain, name), line,
-                                 "%s has no argument %r in TensorFlow 1.15" % (chain, name)))
-    return problems
+                                 "%s has no argument %r in TensorFlow 1.15%s" % (chain, name, shown)))
+    for chain, call in collector.tf_calls:
+        signature = tf_calls.lookup(chain, signatures)
+        if signature is None or first_missing(chain, api, modules):
+            continue  # no signature claimed, or the name itself is already reported
+        for key, message in tf_calls.argument_problems(call, signature, chain):
+            problems.append((key, call.lineno, message))
+    for attribute, call, line in collector.dataset_uses():
+        if attribute.startswith("_"):
+            continue
+        name = "%s.%s" % (tf_calls.DATASET, attribute)
+        if name not in signatures:
+            problems.append((name, line, "%s is not in TensorFlow 1.15 (this expression is a dataset; "
+                                         "1.15's tf.data.Dataset is DatasetV1)" % name))
+            continue
+        signature = tf_calls.lookup(name, signatures)
+        if call is not None and signature is not None:
+            for key, message in tf_calls.argument_problems(call, signature, name, bound=True):
+                problems.append((key, line, message))
+    unique, seen = [], set()
+    for problem in sorted(problems, key=lambda problem: problem[1]):
+        if problem[:2] not in seen:
+            seen.add(problem[:2])
+            unique.append(problem)
+    return unique
 
 
 def violations(root):
     api = load_api()
     modules = {name.rsplit(".", 1)[0] for name in api if "." in name}
     layer_kwargs = load_layer_kwargs()
+    signatures = tf_calls.load_signatures()
     allow, found = load_allowlist(os.path.join(root, ALLOWLIST))
     used = set()
+    project = tf_datasets.Project()
+    collectors = []
     for rel in python_files(root):
         posix = rel.replace(os.sep, "/")
         if posix.startswith(NOT_CHECKED):
             continue
         with open(os.path.join(root, rel), "rb") as handle:
-            source = handle.read()
-        for name, line, message in check_source(source, posix, api, modules, layer_kwargs):
+            collector = collect(handle.read(), posix, project)
+        if isinstance(collector, str):
+            found.append(collector)
+        else:
+            collectors.append((posix, collector))
+    tf_datasets.link([collector.linked() for _, collector in collectors], project)
+    for posix, collector in collectors:
+        for name, line, message in problems_of(collector, api, modules, layer_kwargs, signatures):
             if (posix, name) in allow:
                 used.add((posix, name))
                 continue
