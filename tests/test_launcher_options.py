@@ -3,6 +3,7 @@ message, everything the trainer would refuse; dash and underscore spellings are 
 disagree; the output directory is one; the trainer's options reach the ranks as given."""
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -118,3 +119,35 @@ def test_the_launcher_help_lists_the_trainers_options(tmp_path):
         longs = [s for s in action.option_strings if s.startswith("--") and s != "--help"]
         if longs and action.dest != "output_dir":          # the launcher's own --output-dir
             assert longs[0] + "," in listed or longs[0] == listed[-1]
+
+
+def launcher_and_trainer_flags():
+    from launcher import cli
+    names = set()
+    for parser in (cli.build_parser(), config.build_parser()):
+        names |= set(name for name in parser._option_string_actions if name.startswith("--"))
+    return names
+
+
+@pytest.mark.parametrize("argv", [
+    ["--backend", "npu", "--devices", "0-9", "--hccn-conf", "hccn.conf", "--chip", "910B", "--", "true"],
+    ["--backend", "npu", "--rank-table", "bad.json", "--", "true"],
+    ["--backend", "npu", "--rank-table", "initializing.json", "--", "true"],
+    ["--backend", "npu", "--devices", "0-1", "--chip", "910B", "--", "true"],
+    MODEL + ["--batch-size", "32", "--batch_size", "64"],
+    MODEL + ["--data-path", "synthetic:10:40", "--batch-size", "32"],
+    MODEL + ["--resume", "nowhere"],
+    MODEL + ["--eval-only", "--data-path", "synthetic:4:64:0"],
+    ["--devices", "2", "--nnodes", "2", "--", "true"],
+])
+def test_every_error_names_only_flags_that_exist(tmp_path, argv):
+    from rank_table import build
+    (tmp_path / "hccn.conf").write_text("".join("address_%d=192.168.1.%d\n" % (d, d + 1) for d in range(8)))
+    (tmp_path / "bad.json").write_text("{")
+    table = dict(build.build_table([("10.0.0.1", [(0, "192.168.1.1")])]), status="initializing")
+    (tmp_path / "initializing.json").write_text(json.dumps(table))
+    code, _, err = launch(tmp_path, *(argv + ["--dry-run"] if "--" not in argv else
+                                      argv[:argv.index("--")] + ["--dry-run"] + argv[argv.index("--"):]))
+    line = one_error(code, err)
+    named = set(re.findall(r"--[a-z][a-z0-9_-]*", line.split("(see python -m")[0]))
+    assert named and named <= launcher_and_trainer_flags(), line
