@@ -299,6 +299,7 @@ def main(argv=None, out=None, err=None):
         facts = facts_mod.gather(options["backend"])
         plan = prepare(options, facts, err)
         if options["dry_run"]:
+            data_notes(plan.get("trainer"), err)
             files.write_launch_json(plan)
             files.write_rank_files(plan)
             describe_plan(plan, out)
@@ -399,15 +400,7 @@ def start_notes(plan, trainer, err):
     no validation split, where the run continues from or that it starts over (moving old checkpoints
     aside), where TensorBoard logs go. True when the run continues (its metrics files are kept)."""
     say = err.write
-    if trainer and trainer["synthetic"]:
-        say("launcher: %s: training on synthetic data (random images, no dataset read); give --data-path "
-            "DIR to train on a dataset\n" % ("no --data-path given" if not trainer["data_path_given"]
-                                             else "--data-path %s" % trainer["data_path"]))
-    elif trainer:
-        say("launcher: data: %s\n" % trainer["data"])
-    if trainer and not trainer["validation"]:
-        say("launcher: %s has no validation split: nothing is evaluated and TrainAccuracy will be the "
-            "training batches' accuracy\n" % trainer["data_path"])
+    data_notes(trainer, err)
     continuing = False
     if not trainer:
         if files.has_checkpoints(plan):
@@ -439,6 +432,22 @@ def start_notes(plan, trainer, err):
         say("launcher: TensorBoard logs: %s (view them: tensorboard --logdir %s)\n"
             % (plan["tensorboard_dir"], plan["tensorboard_dir"]))
     return continuing
+
+
+def data_notes(trainer, err):
+    """What the ranks will train on: synthetic data when no --data-path was given, no validation split."""
+    if not trainer:
+        return
+    if trainer["synthetic"]:
+        err.write("launcher: %s: training on synthetic data (random images, no dataset read); give "
+                  "--data-path DIR to train on a dataset\n" % (
+                      "no --data-path given" if not trainer["data_path_given"]
+                      else "--data-path %s" % trainer["data_path"]))
+    else:
+        err.write("launcher: data: %s\n" % trainer["data"])
+    if not trainer["validation"]:
+        err.write("launcher: %s has no validation split: nothing is evaluated and TrainAccuracy will be the "
+                  "training batches' accuracy\n" % trainer["data_path"])
 
 
 def _inside(path, directory):

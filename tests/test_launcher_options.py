@@ -99,6 +99,8 @@ def test_no_data_path_says_it_trains_on_synthetic_data(tmp_path):
     assert code == 0, err
     plan = json.load(open(str(tmp_path / "output" / "launch.json")))
     assert plan["trainer"]["synthetic"] and not plan["trainer"]["data_path_given"]
+    assert "launcher: no --data-path given: training on synthetic data (random images" in err
+    assert "has no validation split" not in err                          # synthetic data has one
 
 
 def test_both_spellings_of_every_option_are_one_option():
