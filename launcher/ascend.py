@@ -23,12 +23,13 @@ def table_source(args, environ):
     """(path or None to build one, where it came from), in this order: --rank-table; --hccn-conf (a table is
     built: a RANK_TABLE_FILE left in the environment must not silently win over an explicit flag);
     RANK_TABLE_FILE; the scheduler's mount path (when it exists)."""
-    if args.get("rank_table"):
-        return args["rank_table"], FROM_FLAG
-    if args.get("hccn_conf"):
-        return None, "--hccn-conf"
     _, _, _, _, validate = _rank_table()
     scheduler_paths = tuple(getattr(validate, "SCHEDULER_TABLE_PATHS", ()))
+    if args.get("rank_table"):
+        path = args["rank_table"]       # the scheduler's mount path named (a Kubernetes pod) is still its
+        return path, FROM_SCHEDULER if path in scheduler_paths else FROM_FLAG
+    if args.get("hccn_conf"):
+        return None, "--hccn-conf"
     if environ.get("RANK_TABLE_FILE", "").strip():
         path = environ["RANK_TABLE_FILE"].strip()
         return path, FROM_SCHEDULER if path in scheduler_paths else FROM_ENV

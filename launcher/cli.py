@@ -149,6 +149,9 @@ def parse(argv):
         if options.get(key) is not None and options[key] < 0:
             raise LaunchError("--%s must be 0 or more" % key.replace("_", "-"))
     options["trainer"] = None
+    if command and passthrough:
+        raise LaunchError("unknown option(s) %s: with -- CMD, put the worker's options after the command "
+                          "(the trainer's options are for the built-in trainer)" % " ".join(passthrough))
     if not command and not options["list_models"]:
         trainer = parse_trainer(passthrough)
         options["trainer"] = trainer

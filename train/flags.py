@@ -67,12 +67,23 @@ def conflict(parser, argv):
     for dest, name, value in given(parser, argv):
         if dest in appends:
             continue
-        if dest in seen and seen[dest][1] != value:
+        if dest in seen and _meaning(parser, name, seen[dest][1]) != _meaning(parser, name, value):
             first_name, first_value = seen[dest]
             return "%s and %s set the same option with different values; give it once" % (
                 _shown(parser, first_name, first_value), _shown(parser, name, value))
         seen.setdefault(dest, (name, value))
     return None
+
+
+def _meaning(parser, name, value):
+    """A value as the option reads it (`30` and `30.0` are one number); the text when it does not parse."""
+    convert = parser._option_string_actions[name].type
+    if callable(convert) and isinstance(value, str):
+        try:
+            return convert(value)
+        except (TypeError, ValueError):
+            return value
+    return value
 
 
 def _shown(parser, name, value):
