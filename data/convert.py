@@ -20,6 +20,7 @@ import random
 import sys
 import time
 
+from contract import atomic
 from data.errors import DataError
 from data.labels import labels_path, write_labels
 from data.layout import inspect_folder
@@ -173,10 +174,7 @@ def check_resume(dst, fingerprint, record):
         raise DataError("%s already holds TFRecord files (%s, ...) not written by this converter; use an "
                         "empty --dst" % (dst, existing[0]))
     record = dict(record, fingerprint=fingerprint)
-    temporary = path + ".tmp-%d" % os.getpid()
-    with open(temporary, "w") as handle:
-        json.dump(record, handle, indent=1, sort_keys=True)
-    os.replace(temporary, path)
+    atomic.write_json(path, record, indent=1)
 
 
 def convert(src, dst, shards, eval_shards=1, workers=None, label_offset=0, progress=True):

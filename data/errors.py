@@ -3,6 +3,10 @@
 Why: every entry point turns a DataError into one line on stderr and exit code 2; anything else is a bug.
 """
 
+# What to do with an unreadable image (data.robust applies it; the trainer's --bad-images offers it). Here,
+# free of TensorFlow, so that train.config and the launcher's check read the one definition.
+BAD_IMAGE_POLICIES = ("skip", "stop")
+
 
 class DataError(ValueError):
     """A mistake in the user's dataset or flags; the message is one line that names the fix."""

@@ -9,6 +9,7 @@ import hashlib
 import os
 import tempfile
 
+from contract import atomic
 from tfcompat import tf
 
 EMBED_LIMIT = 20000
@@ -34,9 +35,6 @@ def write_lists(files, labels, directory):
     for kind, text in (("paths", paths_text), ("labels", labels_text)):
         target = os.path.join(directory, "data-%s-%s.txt" % (kind, digest))
         if not os.path.exists(target):
-            temporary = "%s.tmp-%d" % (target, os.getpid())
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(temporary, target)
+            atomic.write_text(target, text)
         written.append(target)
     return written[0], written[1]

@@ -6,6 +6,7 @@ trainer writes the names once and checks them on resume and evaluation.
 """
 import os
 
+from contract import atomic
 from data.errors import DataError
 
 FILE_NAME = "labels.txt"
@@ -33,11 +34,7 @@ def read_labels(path):
 
 def write_labels(path, class_names):
     """Write one class name per line, atomically (a reader never sees half a file)."""
-    temporary = path + ".tmp-%d" % os.getpid()
-    with open(temporary, "w") as handle:
-        for name in class_names:
-            handle.write("%s\n" % name)
-    os.replace(temporary, path)
+    atomic.write_text(path, "".join("%s\n" % name for name in class_names))
 
 
 def check_labels(path, class_names):

@@ -23,18 +23,6 @@ RECORD_BUFFER_BYTES = 8 << 20
 SYNTHETIC_SALT = 7919  # seeds evaluation data apart from training data
 
 
-def steps_per_epoch(info, global_batch):
-    """Training steps in one epoch: whole global batches (the remainder is dropped on every rank)."""
-    if info.train_count is None:
-        raise DataError("the training records of %s were not counted; inspect it with count_records=True"
-                        % info.path)
-    steps = info.train_count // int(global_batch)
-    if steps < 1:
-        raise DataError("%d training examples cannot fill one global batch of %d; lower --batch-size"
-                        % (info.train_count, global_batch))
-    return steps
-
-
 def eval_steps(info, batch_size, size):
     """Evaluation batches per rank, the same on every rank: enough for the largest shard."""
     counts = _eval_shard_counts(info, size)

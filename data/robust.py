@@ -7,9 +7,9 @@ policy then either stops with the file's name in the message, or drops the eleme
 running count of dropped images that the trainer can fetch and log. A run where too many images are
 bad stops too (it would otherwise spin forever on a folder of unreadable files).
 """
+from data.errors import BAD_IMAGE_POLICIES as POLICIES
 from tfcompat import tf
 
-POLICIES = ("skip", "stop")
 MAX_BAD_FRACTION = 0.05  # skip: stop anyway once more than this fraction (plus a few) is unreadable
 MAX_BAD_GRACE = 10
 STOP_HINT = ("list every bad file with: python -m data --check DATA_PATH; or train with bad images "

@@ -1,20 +1,13 @@
 """The rank table of an Ascend job: a given one (--rank-table, RANK_TABLE_FILE, the scheduler's path), waited
 for while the scheduler still writes it, or one built for this host's devices. Uses the rank_table package."""
 import os
+import socket
 import sys
 import time
 
+import rank_table
 from launcher.errors import LaunchError
-
-
-def _rank_table():
-    try:
-        import rank_table
-        from rank_table import build, device_ips, devices, validate
-    except ImportError as error:
-        raise LaunchError("the Ascend backend needs the rank_table package (%s)" % error) from None
-    return rank_table, build, device_ips, devices, validate
-
+from rank_table import build, device_ips, devices, host_ip, validate
 
 FROM_FLAG, FROM_ENV, FROM_SCHEDULER = "--rank-table", "RANK_TABLE_FILE", "scheduler"
 
@@ -23,8 +16,7 @@ def table_source(args, environ):
     """(path or None to build one, where it came from), in this order: --rank-table; --hccn-conf (a table is
     built: a RANK_TABLE_FILE left in the environment must not silently win over an explicit flag);
     RANK_TABLE_FILE; the scheduler's mount path (when it exists)."""
-    _, _, _, _, validate = _rank_table()
-    scheduler_paths = tuple(getattr(validate, "SCHEDULER_TABLE_PATHS", ()))
+    scheduler_paths = tuple(validate.SCHEDULER_TABLE_PATHS)
     if args.get("rank_table"):
         path = args["rank_table"]       # the scheduler's mount path named (a Kubernetes pod) is still its
         return path, FROM_SCHEDULER if path in scheduler_paths else FROM_FLAG
@@ -125,7 +117,6 @@ def in_launcher_words(message):
 
 def resolve(args, facts, hccn_conf=None, detect_chip=None):
     """(table, local server entry, source path or None): load and check a given table, or build one."""
-    rank_table, build, device_ips, devices, validate = _rank_table()
     try:
         chip = choose_chip(args.get("chip"), (detect_chip or devices.detect_chip)())
         path, kind = table_source(args, facts["environ"])
@@ -168,7 +159,6 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
 
 def check_physical_legal(logical, physical, chip):
     """The 910A half rules are about PHYSICAL ids: check them after mapping, naming both when they differ."""
-    rank_table, _, _, devices, _ = _rank_table()
     try:
         devices.check_legal(physical, chip)
     except rank_table.RankTableError as error:
@@ -181,7 +171,6 @@ def check_physical_legal(logical, physical, chip):
 
 def write_built_table(table, path):
     """Write a table this launcher built (rank_table.build.write_table)."""
-    _, build, _, _, _ = _rank_table()
     build.write_table(table, path)
 
 
@@ -192,9 +181,6 @@ def _only_server(table):
 
 def server_ip(facts):
     """This host's server_id in a table built here: a real address, never loopback (rank_table.host_ip)."""
-    import socket
-
-    from rank_table import host_ip
     try:
         named = socket.gethostbyname(facts["hostname"])
     except (OSError, TypeError):

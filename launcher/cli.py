@@ -14,6 +14,7 @@ from launcher import files, report
 from launcher import plan as plan_mod
 from launcher.cores import format_cores
 from launcher.errors import LaunchError
+from launcher.metrics import read_records, run_records
 from launcher.progress import Console, format_duration, progress_line
 from launcher.rendezvous import DEFAULT_PORT as DEFAULT_RENDEZVOUS_PORT
 from launcher.rendezvous import DEFAULT_TIMEOUT as DEFAULT_RENDEZVOUS_TIMEOUT
@@ -106,10 +107,7 @@ def build_parser():
 
 
 def _trainer_option_names():
-    try:
-        from train import config
-    except ImportError:
-        return ["see python -m train --help"]
+    from train import config
     names = []
     for action in config.build_parser()._actions:
         longs = [name for name in action.option_strings if name.startswith("--") and name != "--help"]
@@ -192,10 +190,7 @@ def list_models(out):
 
 
 def _registry():
-    try:
-        from models import registry
-    except ImportError as error:
-        raise LaunchError("the model registry is not available (%s); use -- CMD" % error) from None
+    from models import registry  # imports TensorFlow lazily: only for a trainer job or --list-models
     return registry
 
 
@@ -206,7 +201,7 @@ def check_trainer_inputs(options, plan):
     from train import precheck
     trainer = options["trainer"]
     try:
-        checked = precheck.check(trainer, plan["world_size"], plan["checkpoint_dir"])
+        checked = precheck.check(trainer, plan.world_size, plan.checkpoint_dir)
     except Exception as error:
         if type(error).__name__ not in ("TrainError", "ModelError", "DataError"):
             raise
@@ -223,20 +218,20 @@ def check_trainer_inputs(options, plan):
 
 def describe_plan(plan, out):
     out.write("job %s: %s backend, %d rank(s) on %d node(s); node %d runs %d\n"
-              % (plan["job_id"], plan["backend"], plan["world_size"], plan["nnodes"], plan["node_rank"],
-                 plan["local_size"]))
-    for spec in plan["ranks"]:
+              % (plan.job_id, plan.backend, plan.world_size, plan.nnodes, plan.node_rank,
+                 plan.local_size))
+    for spec in plan.ranks:
         out.write("  rank %-4d device %-4s cores %-12s log %s\n"
-                  % (spec["rank"], spec["device"], format_cores(spec["cores"]) or "-", spec["log_path"]))
-    if plan["ranks"]:
-        first = plan["ranks"][0]
-        out.write("command: %s\n" % " ".join(first["argv"]))
-        out.write("environment of rank %d (%s):\n" % (first["rank"], first["env_file"]))
-        for key, value in sorted(first["env"].items()):
+                  % (spec.rank, spec.device, format_cores(spec.cores) or "-", spec.log_path))
+    if plan.ranks:
+        first = plan.ranks[0]
+        out.write("command: %s\n" % " ".join(first.argv))
+        out.write("environment of rank %d (%s):\n" % (first.rank, first.env_file))
+        for key, value in sorted(first.env.items()):
             out.write("  %s=%s\n" % (key, value))
-        out.write("re-run one rank by hand: %s\n" % first["run_script"])
-    if plan["rank_table"]:
-        out.write("rank table: %s\n" % plan["rank_table"])
+        out.write("re-run one rank by hand: %s\n" % first.run_script)
+    if plan.rank_table:
+        out.write("rank table: %s\n" % plan.rank_table)
     out.write("plan: %s\n" % files.launch_json_path(plan))
 
 
@@ -273,9 +268,9 @@ def prepare(options, facts, err):
         facts = meet_other_nodes(options, facts, backend, err)
     plan = plan_mod.make_plan(options, facts, table, server)
     if not options["command"]:
-        plan["trainer"] = check_trainer_inputs(options, plan)
+        plan = plan._replace(trainer=check_trainer_inputs(options, plan))
     files.make_dirs(plan)
-    for warning in plan["warnings"]:
+    for warning in plan.warnings:
         err.write("launcher: warning: %s\n" % warning)
     if backend == "npu":
         from launcher import ascend
@@ -287,13 +282,6 @@ def main(argv=None, out=None, err=None):
     out = out or sys.stdout
     err = err or sys.stderr
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "k8s":
-        try:
-            from launcher import k8s
-        except ImportError as error:
-            err.write("launcher: error: `launcher k8s` is not available (%s)\n" % error)
-            return EXIT_USAGE
-        return k8s.main(argv[1:])
     try:
         options = parse(argv)
         if options["list_models"]:
@@ -302,7 +290,7 @@ def main(argv=None, out=None, err=None):
         facts = facts_mod.gather(options["backend"])
         plan = prepare(options, facts, err)
         if options["dry_run"]:
-            data_notes(plan.get("trainer"), err)
+            data_notes(plan.trainer, err)
             files.write_launch_json(plan)
             files.write_rank_files(plan)
             describe_plan(plan, out)
@@ -324,13 +312,13 @@ def main(argv=None, out=None, err=None):
 
 
 def run(plan, options, facts, out, err):
-    """Start, watch and (re)start the ranks; then report. Returns the launcher's exit code."""
+    """Write the plan's files, run the job (launcher.supervise.run_job), report. Returns the exit code."""
     from launcher import supervise, tee
-    trainer = plan.get("trainer") or {}
+    trainer = plan.trainer or {}
     if trainer.get("finished"):
         err.write("launcher: the run in %s is finished (step %s of %s): nothing to train; --resume never "
                   "starts over (the old checkpoints are kept aside), --eval-only evaluates it\n"
-                  % (plan["checkpoint_dir"], trainer["resume_step"], trainer["total_steps"]))
+                  % (plan.checkpoint_dir, trainer["resume_step"], trainer["total_steps"]))
         return 0
     continuing = start_notes(plan, trainer, err)
     moved = files.rotate_previous_run(plan, keep_metrics=continuing)
@@ -341,61 +329,42 @@ def run(plan, options, facts, out, err):
     files.write_rank_files(plan)
     supervise.become_subreaper()
     console = Console(out, interval=options.get("progress_interval") or 30.0)
-    tee_ranks = tee.parse_ranks(options.get("tee"), plan["world_size"])
-    tees = [tee.LogTee(s["rank"], s["log_path"]) for s in plan["ranks"] if s["rank"] in tee_ranks]
+    tee_ranks = tee.parse_ranks(options.get("tee"), plan.world_size)
+    tees = [tee.LogTee(s.rank, s.log_path) for s in plan.ranks if s.rank in tee_ranks]
     started = time.time()
 
-    def on_tick(sup, now):
+    def show_tees(final=False):
         for follower in tees:
-            for line in follower.poll():
+            for line in follower.poll(final=final):
                 console.message(line)
+
+    def on_tick(sup, now):
+        show_tees()
         console.update(progress_line([rank.tail for rank in sup.ranks], started, now))
 
-    sup = supervise.Supervisor(plan, facts["environ"], on_tick=on_tick)
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        previous[signum] = signal.signal(signum, sup.request_stop)
+    def on_attempt_end(sup):
+        show_tees(final=True)
+        console.finish(progress_line([rank.tail for rank in sup.ranks], started, time.time()))
+
+    def on_restart(failure, attempt):
+        err.write("launcher: rank %s failed (%s); restarting the job (%d/%d)\n"
+                  % (failure.rank, failure.detail, attempt, plan.max_restarts))
+
     err.write("launcher: job %s: %d rank(s) on %s, logs in %s\n"
-              % (plan["job_id"], plan["local_size"], plan["backend"], plan["node_dir"]))
-    try:
-        attempt = 0
-        while True:
-            status = "failed" if not sup.start(attempt) else sup.watch()
-            if status == "ok":
-                sup.cleanup_after_success(plan["grace_period"])
-            else:
-                sup.teardown(plan["grace_period"])
-            for follower in tees:
-                for line in follower.poll(final=True):
-                    console.message(line)
-            console.finish(progress_line([rank.tail for rank in sup.ranks], started, time.time()))
-            if status == "ok":
-                return _success(plan, sup, started, attempt, out, err, options.get("plot") != "off")
-            if status == "interrupted":
-                name = supervise.signal_name(sup.interrupted)
-                err.write("launcher: stopped by %s; every worker was ended\n" % name)
-                return 128 + int(sup.interrupted)
-            failure = sup.failure
-            if failure["kind"] == "launch":
-                err.write("launcher: error: rank %s: %s; check the worker command\n"
-                          % (failure["rank"], failure["detail"]))
-                return EXIT_USAGE
-            if attempt < plan["max_restarts"]:
-                attempt += 1
-                err.write("launcher: rank %s failed (%s); restarting the job (%d/%d)\n"
-                          % (failure["rank"], failure["detail"], attempt, plan["max_restarts"]))
-                for spec in plan["ranks"]:
-                    files.rotate(spec["error_file"])
-                continue
-            err.write(report.root_cause_text(plan, failure))
-            report.write_failure(plan, failure, _outcomes(sup))
-            return EXIT_FAILED
-    except BaseException:
-        sup.teardown(min(plan["grace_period"], 2.0))    # a launcher bug or a closed stdout: no orphans either
-        raise
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+              % (plan.job_id, plan.local_size, plan.backend, plan.node_dir))
+    result = supervise.run_job(plan, facts["environ"], on_tick, on_attempt_end, on_restart)
+    if result.status == "ok":
+        return _success(plan, result, started, out, err, options.get("plot") != "off")
+    if result.status == "interrupted":
+        err.write("launcher: stopped by %s; every worker was ended\n" % supervise.signal_name(result.signal))
+        return 128 + int(result.signal)
+    failure = result.failure
+    if failure.kind == "launch":
+        err.write("launcher: error: rank %s: %s; check the worker command\n" % (failure.rank, failure.detail))
+        return EXIT_USAGE
+    err.write(report.root_cause_text(plan, failure))
+    report.write_failure(plan, failure, _outcomes(result.ranks))
+    return EXIT_FAILED
 
 
 def start_notes(plan, trainer, err):
@@ -408,10 +377,10 @@ def start_notes(plan, trainer, err):
     if not trainer:
         if files.has_checkpoints(plan):
             say("launcher: %s holds files from an earlier run; the command decides what to do with them\n"
-                % plan["checkpoint_dir"])
+                % plan.checkpoint_dir)
     elif trainer["resume"] == "never" or (trainer["resume"] not in ("auto", "never") and
-                                          not _inside(trainer["resume"], plan["checkpoint_dir"])):
-        for path in (plan["checkpoint_dir"], plan["tensorboard_dir"]):
+                                          not _inside(trainer["resume"], plan.checkpoint_dir)):
+        for path in (plan.checkpoint_dir, plan.tensorboard_dir):
             if files.has_files(path):
                 from train import precheck
                 say("launcher: %s: the previous run's %s moved to %s (nothing is deleted)\n"
@@ -425,15 +394,15 @@ def start_notes(plan, trainer, err):
         what = "evaluating" if trainer["eval_only"] else "resuming"
         say("launcher: %s the run in %s at step %s of %s (--resume never starts over; the summary covers "
             "the whole run)\n"
-            % (what, plan["checkpoint_dir"], trainer["resume_step"], trainer["total_steps"]))
+            % (what, plan.checkpoint_dir, trainer["resume_step"], trainer["total_steps"]))
     if trainer and trainer["resume"] not in ("auto", "never") and _inside(trainer["resume"],
-                                                                         plan["checkpoint_dir"]):
+                                                                         plan.checkpoint_dir):
         continuing = True
         say("launcher: continuing from checkpoint %s (step %s of %s)\n"
             % (trainer["resume"], trainer["resume_step"], trainer["total_steps"]))
     if trainer:
         say("launcher: TensorBoard logs: %s (view them: tensorboard --logdir %s)\n"
-            % (plan["tensorboard_dir"], plan["tensorboard_dir"]))
+            % (plan.tensorboard_dir, plan.tensorboard_dir))
     return continuing
 
 
@@ -458,30 +427,25 @@ def _inside(path, directory):
     return os.path.dirname(path) == directory or path == directory
 
 
-def _outcomes(sup):
-    return [{"rank": r.spec["rank"], "device": r.spec["device"], "end": _describe(r.code)} for r in sup.ranks]
-
-
-def _describe(code):
+def _outcomes(ranks):
     from launcher.supervise import describe_exit
-    return describe_exit(code)
+    return [{"rank": r.spec.rank, "device": r.spec.device, "end": describe_exit(r.code)} for r in ranks]
 
 
-def _success(plan, sup, started, restarts, out, err, draw=True):
+def _success(plan, result, started, out, err, draw=True):
     e2e = time.time() - started
-    from launcher.metrics import read_records, run_records
-    stats = [report.rank_stats(r.spec, run_records(read_records(r.spec["metrics_file"])), r.started, r.ended)
-             for r in sup.ranks]
-    summary = report.summarize(plan, stats, e2e, restarts)
+    stats = [report.rank_stats(r.spec, run_records(read_records(r.spec.metrics_file)), r.started, r.ended)
+             for r in result.ranks]
+    summary = report.summarize(plan, stats, e2e, result.restarts)
     path, case_logs = report.write_success(plan, summary)
-    picture, why_not = report.draw_picture(plan["node_dir"], summary) if draw else (None, None)
+    picture, why_not = report.draw_picture(plan.node_dir, summary) if draw else (None, None)
     out.write(report.final_result_text(summary))
     out.write("summary: %s\nModelZoo summary: %s\n" % (path, case_logs[0] if case_logs else "-"))
     if picture:
         out.write("picture: %s\n" % picture)
     elif why_not:
         err.write("launcher: %s\n" % why_not)
-    if plan.get("trainer"):
-        out.write("TensorBoard: tensorboard --logdir %s\n" % plan["tensorboard_dir"])
-    err.write("launcher: job %s finished in %s\n" % (plan["job_id"], format_duration(e2e)))
+    if plan.trainer:
+        out.write("TensorBoard: tensorboard --logdir %s\n" % plan.tensorboard_dir)
+    err.write("launcher: job %s finished in %s\n" % (plan.job_id, format_duration(e2e)))
     return 0

@@ -1,26 +1,22 @@
 """Device lists for the CPU and GPU backends (`--devices 2`, `0-1`, `0,2,3`); Ascend uses rank_table."""
 from launcher.errors import LaunchError
+from rank_table.devices import parse_device_spec
+from rank_table.errors import RankTableError
 
 HINT = "use a count (2), a range (0-7) or a list (0,1,4-5)"
 
 
-def parse_list(spec):
-    """`0-3,6` -> [0, 1, 2, 3, 6] (sorted, unique); LaunchError for anything else."""
-    text = str(spec).strip()
-    if not text:
-        raise LaunchError("--devices is empty: %s" % HINT)
-    ids = set()
-    for part in text.split(","):
-        part = part.strip()
-        low, sep, high = part.partition("-")
-        if not low.isdigit() or (sep and not high.isdigit()):
-            raise LaunchError("bad --devices %r: %s" % (spec, HINT))
-        first, last = int(low), int(high) if sep else int(low)
-        if last < first:
-            raise LaunchError("bad --devices %r: range %s runs backwards; write %d-%d"
-                              % (spec, part, last, first))
-        ids.update(range(first, last + 1))
-    return sorted(ids)
+def parse_list(spec, what="--devices"):
+    """`0-3,6` -> [0, 1, 2, 3, 6] (sorted); LaunchError for anything else, a duplicate included.
+
+    The rule is rank_table.devices.parse_device_spec's (the one parser), without a device-count bound.
+    """
+    if not str(spec).strip():
+        raise LaunchError("%s is empty: %s" % (what, HINT))
+    try:
+        return sorted(parse_device_spec(spec, None, what))
+    except RankTableError as error:
+        raise LaunchError("bad %s" % error) from None
 
 
 def cpu_workers(spec):

@@ -79,14 +79,8 @@ def ascend_facts(environ, wanted):
     """(device count, visible physical ids) of Ascend devices; (0, []) unless npu may be chosen."""
     if not wanted:
         return 0, []
-    try:
-        from rank_table import devices as rt_devices
-    except ImportError:
-        rt_devices = None
-    if rt_devices is not None and hasattr(rt_devices, "count_ascend_devices"):
-        count = rt_devices.count_ascend_devices()
-    else:
-        count = len(glob.glob("/dev/davinci[0-9]*"))
+    from rank_table import devices as rt_devices
+    count = rt_devices.count_ascend_devices()
     if not count:
         return 0, []
     visible = list(range(count))

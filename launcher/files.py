@@ -1,12 +1,13 @@
 """What a launch writes before anything starts: rank directories, launch.json, per-rank env files and run
 scripts, the rank table; and the rule that a second run never silently overwrites the first one's files."""
-import json
 import os
 import shlex
 import shutil
 
 import jinja2
 
+from contract import atomic
+from contract.records import to_json
 from launcher import cores as cores_mod
 from launcher.errors import LaunchError
 
@@ -28,8 +29,8 @@ def rotate(path):
 
 def make_dirs(plan):
     """Create the output, node, checkpoint and rank directories; LaunchError if unwritable."""
-    paths = [plan["output_dir"], plan["node_dir"], plan["checkpoint_dir"]]
-    paths += [spec["rank_dir"] for spec in plan["ranks"]]
+    paths = [plan.output_dir, plan.node_dir, plan.checkpoint_dir]
+    paths += [spec.rank_dir for spec in plan.ranks]
     try:
         for path in paths:
             if not os.path.isdir(path):
@@ -47,21 +48,21 @@ def rotate_previous_run(plan, keep_metrics=False):
     ``keep_metrics``: the run continues (a resume): its metrics.jsonl files keep growing, so the summary
     and the picture cover the whole run."""
     moved = []
-    for spec in plan["ranks"]:
-        paths = (spec["log_path"], spec["error_file"]) if keep_metrics else \
-            (spec["log_path"], spec["metrics_file"], spec["error_file"])
+    for spec in plan.ranks:
+        paths = (spec.log_path, spec.error_file) if keep_metrics else \
+            (spec.log_path, spec.metrics_file, spec.error_file)
         for path in paths:
             if rotate(path):
                 moved.append(path)
     for name in ("summary.json",):
-        if rotate(os.path.join(plan["node_dir"], name)):
-            moved.append(os.path.join(plan["node_dir"], name))
+        if rotate(os.path.join(plan.node_dir, name)):
+            moved.append(os.path.join(plan.node_dir, name))
     return moved
 
 
 def has_checkpoints(plan):
     """True when the checkpoint directory already holds files."""
-    return has_files(plan["checkpoint_dir"])
+    return has_files(plan.checkpoint_dir)
 
 
 def has_files(directory):
@@ -73,22 +74,19 @@ def has_files(directory):
 
 
 def launch_json_path(plan):
-    return os.path.join(plan["node_dir"], "launch.json")
+    return os.path.join(plan.node_dir, "launch.json")
 
 
 def write_launch_json(plan):
     """output/launch.json: the plan as the launcher will execute it (a previous one becomes launch.json.1)."""
     path = launch_json_path(plan)
     rotate(path)
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(plan, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    return path
+    return atomic.write_json(path, to_json(plan))
 
 
 def write_rank_table(plan, source_path=None, built_table=None, writer=None):
     """Put the rank table the job uses next to launch.json: a copy of the given file, or the built one."""
-    target = plan["rank_table"]
+    target = plan.rank_table
     if not target:
         return None
     if source_path and os.path.abspath(source_path) == os.path.abspath(target):
@@ -119,22 +117,20 @@ def _environment():
 def render_run_script(plan, spec):
     """The shell script that re-runs one rank by hand with the same environment (jinja2 template)."""
     template = _environment().get_template("run_rank.sh.j2")
-    return template.render(plan=plan, spec=spec, env_items=sorted(spec["env"].items()),
-                           cores=cores_mod.format_cores(spec["cores"]),
-                           argv=" ".join(shlex.quote(arg) for arg in spec["argv"]),
+    return template.render(plan=plan, spec=spec, env_items=sorted(spec.env.items()),
+                           cores=cores_mod.format_cores(spec.cores),
+                           argv=" ".join(shlex.quote(arg) for arg in spec.argv),
                            launch_json=launch_json_path(plan))
 
 
 def render_env_file(spec):
     """KEY=VALUE lines (docker --env-file / systemd EnvironmentFile form) of what the launcher sets."""
-    return "".join("%s=%s\n" % (key, value) for key, value in sorted(spec["env"].items()))
+    return "".join("%s=%s\n" % (key, value) for key, value in sorted(spec.env.items()))
 
 
 def write_rank_files(plan):
     """Per rank: rank.env and run_<device>.sh (regenerated from the plan each time)."""
-    for spec in plan["ranks"]:
-        with open(spec["env_file"], "w", encoding="utf-8") as handle:
-            handle.write(render_env_file(spec))
-        with open(spec["run_script"], "w", encoding="utf-8") as handle:
-            handle.write(render_run_script(plan, spec))
-        os.chmod(spec["run_script"], 0o755)
+    for spec in plan.ranks:
+        atomic.write_text(spec.env_file, render_env_file(spec))
+        atomic.write_text(spec.run_script, render_run_script(plan, spec))
+        os.chmod(spec.run_script, 0o755)

@@ -14,14 +14,16 @@ import sys
 
 import jinja2
 
+from contract import atomic
 from launcher.errors import LaunchError
+from rank_table.validate import SCHEDULER_TABLE_PATHS
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 TEMPLATE = "volcano_job.yaml.j2"
 
 # Where HCCL-Controller's ConfigMap (or Ascend Operator's file) appears inside every pod.
-TABLE_DIR = "/user/serverid/devindex/config"
-TABLE_PATH = TABLE_DIR + "/hccl.json"
+TABLE_PATH = SCHEDULER_TABLE_PATHS[0]     # where Ascend's operator mounts the job's rank table
+TABLE_DIR = os.path.dirname(TABLE_PATH)
 # A 910 server takes 1, 2, 4 or 8 cards per job (CANN: 1·n, 2·n, 4·n or 8·n over n servers).
 LEGAL_DEVICES_PER_SERVER = (1, 2, 4, 8)
 MAX_DEVICES = 8
@@ -101,10 +103,7 @@ def check_launcher_args(args):
     if not options.get("model"):
         raise K8sError("no --model: add the training flags (e.g. --model shufflenetv1 --data-path "
                        "/data/imagenet) or a worker command after '--'")
-    try:
-        from models import registry
-    except ImportError:
-        return
+    from models import registry  # (imports TensorFlow: only when a model must be checked)
     names = list(registry.model_names())
     if options["model"] not in names:
         raise K8sError("unknown model %r: choose one of %s" % (options["model"], ", ".join(names)))
@@ -278,17 +277,11 @@ def write_manifest(text, path):
     if not os.path.isdir(directory):
         raise K8sError("-o %s: directory %s does not exist; create it or choose another path"
                        % (path, directory))
-    tmp = "%s.tmp.%d" % (path, os.getpid())
     try:
-        with open(tmp, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        atomic.write_text(path, text)
     except OSError as exc:
         raise K8sError("-o %s: cannot write (%s); choose a writable path"
                        % (path, exc.strerror or exc)) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def split_extra(argv):

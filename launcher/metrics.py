@@ -60,13 +60,6 @@ def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-def file_size(path):
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
 def last_change(path):
     """Modification time of a file, or None when it does not exist yet."""
     try:

@@ -1,11 +1,15 @@
 """The launch plan: arguments + facts about the host (+ the rank table on Ascend) -> one spec per local rank.
 
 Pure: it reads nothing and starts nothing, so that every decision the launcher makes is unit-tested here.
-The result is a JSON-able dict, written as output/launch.json and used by the supervisor as it is.
+The result is a Plan record (RankSpec per rank), written as output/launch.json (contract.records.to_json) and
+used by the supervisor as it is. The workers' environment is a contract.worker_env.WorkerEnv.
 """
 import hashlib
 import os
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from contract.worker_env import WorkerEnv
+from contract.worker_env import default as worker_default
 from launcher import cores as cores_mod
 from launcher import devices as devices_mod
 from launcher import envrules, ports
@@ -13,7 +17,7 @@ from launcher.errors import LaunchError
 
 TRAINER_STALL_TIMEOUT = 1800.0   # NPU graph compilation can take many minutes before the first step record
 DEFAULT_GRACE_PERIOD = 10.0
-DEFAULT_COLLECTIVE_TIMEOUT = 600.0
+DEFAULT_COLLECTIVE_TIMEOUT = worker_default("collective_timeout")
 LOCALHOST = "127.0.0.1"
 
 
@@ -64,6 +68,72 @@ def table_servers(table):
     return servers
 
 
+class RankSpec(NamedTuple):
+    """One local rank: where it writes, what it runs, with which environment and cores."""
+    rank: int
+    local_rank: int
+    device: str
+    rank_dir: str
+    log_path: str
+    metrics_file: str
+    error_file: str
+    env_file: str
+    run_script: str
+    argv: List[str]
+    env: Dict[str, str]            # contract.worker_env.WorkerEnv.to_env(): what the worker sees
+    cores: List[int]
+
+
+class Plan(NamedTuple):
+    """The whole launch plan of this node; launch.json is contract.records.to_json(plan)."""
+    job_id: str
+    backend: str
+    world_size: int
+    nnodes: int
+    node_rank: int
+    local_size: int
+    output_dir: str
+    node_dir: str
+    checkpoint_dir: str
+    rank_table: Optional[str]
+    cwd: str
+    peers: Optional[List[str]]
+    dropped_env: List[str]
+    warnings: List[str]
+    worker: str                    # "trainer" or "command"
+    model: Optional[str]
+    batch_size: Optional[int]
+    network: str
+    case: str
+    stall_timeout: float
+    grace_period: float
+    max_restarts: int
+    bind_cores: bool
+    ranks: List[RankSpec]
+    tensorboard_dir: Optional[str] = None
+    # the built-in trainer: what the ranks will do, as the launcher's checks found it
+    trainer: Optional[Dict[str, object]] = None
+
+
+class LocalRank(NamedTuple):
+    """One local worker as the backend-specific layout places it."""
+    rank: int                      # global rank
+    label: object                  # the name of its directory and log: device id, or worker index on cpu
+    device_id: object              # physical device id (DEVICE_ID)
+    env: Dict[str, object]         # backend-specific WorkerEnv fields
+
+
+class Layout(NamedTuple):
+    """Who runs where (the backend-specific step of the plan)."""
+    job_id: str
+    world_size: int
+    nnodes: int
+    node_rank: int
+    local: List[LocalRank]
+    peers: Optional[List[str]] = None
+    master: Optional[Tuple[str, int]] = None   # node 0's (address, port) for torchrun's MASTER_ADDR/PORT
+
+
 def make_plan(args, facts, table=None, local_server=None):
     """The whole launch plan (see module doc). ``args``: parsed CLI options as a dict.
 
@@ -74,100 +144,110 @@ def make_plan(args, facts, table=None, local_server=None):
     caller with rank_table.validate.find_local_server).
     """
     backend = resolve_backend(args.get("backend"), facts)
+    custom = _check_worker(args)
+    layout = _npu_layout(args, facts, table, local_server) if backend == "npu" else \
+        _collective_layout(args, facts, backend)
+    output_dir = os.path.normpath(os.path.join(facts["cwd"], args.get("output_dir") or "output"))
+    node_dir = os.path.join(output_dir, "node%d" % layout.node_rank) if layout.nnodes > 1 else output_dir
+    table_file = os.path.join(node_dir, "rank_table.json") if backend == "npu" else None
+    drop = envrules.hazards(backend, facts.get("environ", {}))
+    checkpoint_dir = _checkpoint_dir(args, facts, output_dir)
+    ranks = _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file, checkpoint_dir)
+    model = args.get("model")
+    return Plan(
+        job_id=layout.job_id, backend=backend, world_size=layout.world_size,
+        nnodes=layout.nnodes, node_rank=layout.node_rank, local_size=len(ranks),
+        output_dir=output_dir, node_dir=node_dir, checkpoint_dir=checkpoint_dir,
+        tensorboard_dir=os.path.join(output_dir, "tensorboard"),
+        rank_table=table_file, cwd=facts["cwd"], peers=layout.peers,
+        dropped_env=[name for name, _ in drop],
+        warnings=["dropped %s from the workers' environment: %s" % (name, why) for name, why in drop],
+        worker="command" if custom else "trainer",
+        model=model, batch_size=args.get("batch_size"),
+        network=args.get("network") or model or command_name(args["command"]),
+        case=args.get("case") or "acc",
+        stall_timeout=float(_default(args.get("stall_timeout"), 0.0 if custom else TRAINER_STALL_TIMEOUT)),
+        grace_period=float(_default(args.get("grace_period"), DEFAULT_GRACE_PERIOD)),
+        max_restarts=int(args.get("max_restarts") or 0), bind_cores=_binds(args),
+        ranks=ranks,
+    )
+
+
+def _check_worker(args):
+    """True for a custom `-- CMD` worker; LaunchError when neither a model nor a command is given."""
     custom = bool(args.get("command"))
     if custom and args.get("passthrough"):
         raise LaunchError("unknown option(s) %s: with -- CMD, put the worker's options after the command"
                           % " ".join(args["passthrough"]))
     if not custom and not args.get("model"):
         raise LaunchError("no --model given: pass --model NAME (see --list-models) or a command after --")
-    if backend == "npu":
-        layout = _npu_layout(args, facts, table, local_server)
-    else:
-        layout = _collective_layout(args, facts, backend)
-    output_dir = os.path.normpath(os.path.join(facts["cwd"], args.get("output_dir") or "output"))
+    return custom
+
+
+def _checkpoint_dir(args, facts, output_dir):
+    """<output>/checkpoints, or the trainer's --checkpoint-dir when given (launcher and ranks agree)."""
     trainer = args.get("trainer")
-    given_ckpt = getattr(trainer, "checkpoint_dir", None) if trainer is not None else None
-    checkpoint_dir = os.path.normpath(os.path.join(facts["cwd"], given_ckpt)) if given_ckpt else \
+    given = getattr(trainer, "checkpoint_dir", None) if trainer is not None else None
+    return os.path.normpath(os.path.join(facts["cwd"], given)) if given else \
         os.path.join(output_dir, "checkpoints")
-    node_dir = output_dir
-    if layout["nnodes"] > 1:
-        node_dir = os.path.join(output_dir, "node%d" % layout["node_rank"])
-    local_size = len(layout["local"])
-    table_file = os.path.join(node_dir, "rank_table.json") if backend == "npu" else None
+
+
+def _binds(args):
+    return args.get("bind_cores", "on") == "on"
+
+
+def _core_sets(args, facts, local_size):
+    """(cores of each local rank, threads per rank when unbound) from --bind-cores and the allowed CPUs."""
     allowed = facts.get("allowed_cpus") or []
-    bind = args.get("bind_cores", "on") == "on"
-    core_sets = cores_mod.split_cores(allowed, local_size, facts.get("numa_nodes")) if bind else \
+    sets = cores_mod.split_cores(allowed, local_size, facts.get("numa_nodes")) if _binds(args) else \
         [[] for _ in range(local_size)]
-    unbound_threads = cores_mod.threads_per_worker(len(allowed), local_size)
-    drop = envrules.hazards(backend, facts.get("environ", {}))
-    stall = args.get("stall_timeout")
-    if stall is None:
-        stall = 0.0 if custom else TRAINER_STALL_TIMEOUT
+    return sets, cores_mod.threads_per_worker(len(allowed), local_size)
+
+
+def _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file, checkpoint_dir):
+    """One RankSpec per local rank: its files, its command and its worker environment (with `-- CMD`, also
+    torchrun's variables)."""
+    local_size = len(layout.local)
+    core_sets, unbound_threads = _core_sets(args, facts, local_size)
+    argv = _worker_argv(args, facts)
     ranks = []
-    for local_rank, entry in enumerate(layout["local"]):
-        device = str(entry["label"])
+    for local_rank, entry in enumerate(layout.local):
+        device = str(entry.label)
         rank_dir = os.path.join(node_dir, device)
         threads = len(core_sets[local_rank]) or unbound_threads
-        env = {
-            "RANK_ID": str(entry["rank"]), "RANK_SIZE": str(layout["world_size"]), "JOB_ID": layout["job_id"],
-            "DEVICE_ID": str(entry["device_id"]), "LAUNCH_BACKEND": backend,
-            "LAUNCH_OUTPUT_DIR": output_dir, "LAUNCH_RANK_DIR": rank_dir,
-            "LAUNCH_CHECKPOINT_DIR": checkpoint_dir,
-            "LAUNCH_METRICS_FILE": os.path.join(rank_dir, "metrics.jsonl"),
-            "LAUNCH_ERROR_FILE": os.path.join(rank_dir, "error.json"),
-            "LAUNCH_LOCAL_RANK": str(local_rank), "LAUNCH_LOCAL_SIZE": str(local_size),
-            "LAUNCH_NODE_RANK": str(layout["node_rank"]), "LAUNCH_NNODES": str(layout["nnodes"]),
-            "LAUNCH_INTRA_OP_THREADS": str(threads), "LAUNCH_INTER_OP_THREADS": str(threads),
-            "LAUNCH_RESTART": "0", "PYTHONUNBUFFERED": "1",
-        }
-        env.update(entry["env"])
-        if table_file:
-            env["RANK_TABLE_FILE"] = table_file
-        if custom:
-            env.update(torchrun_env(entry["rank"], local_rank, local_size, layout, args))
-        ranks.append({
-            "rank": entry["rank"], "local_rank": local_rank, "device": device, "rank_dir": rank_dir,
-            "log_path": os.path.join(rank_dir, "train_%s.log" % device),
-            "metrics_file": env["LAUNCH_METRICS_FILE"], "error_file": env["LAUNCH_ERROR_FILE"],
-            "env_file": os.path.join(rank_dir, "rank.env"),
-            "run_script": os.path.join(rank_dir, "run_%s.sh" % device),
-            "argv": _worker_argv(args, facts), "env": env, "cores": core_sets[local_rank],
-        })
-    model = args.get("model")
-    return {
-        "job_id": layout["job_id"], "backend": backend, "world_size": layout["world_size"],
-        "nnodes": layout["nnodes"], "node_rank": layout["node_rank"], "local_size": local_size,
-        "output_dir": output_dir, "node_dir": node_dir,
-        "checkpoint_dir": checkpoint_dir, "tensorboard_dir": os.path.join(output_dir, "tensorboard"),
-        "rank_table": table_file, "cwd": facts["cwd"], "peers": layout.get("peers"),
-        "dropped_env": [name for name, _ in drop],
-        "warnings": ["dropped %s from the workers' environment: %s" % (name, why) for name, why in drop],
-        "worker": "command" if custom else "trainer",
-        "model": model, "batch_size": args.get("batch_size"), "trainer": None,
-        "network": args.get("network") or model or command_name(args["command"]),
-        "case": args.get("case") or "acc",
-        "stall_timeout": float(stall), "grace_period": float(_default(args.get("grace_period"),
-                                                                      DEFAULT_GRACE_PERIOD)),
-        "max_restarts": int(args.get("max_restarts") or 0), "bind_cores": bind,
-        "ranks": ranks,
-    }
+        settings = WorkerEnv(
+            rank=entry.rank, size=layout.world_size, job_id=layout.job_id,
+            device_id=str(entry.device_id), backend=backend, output_dir=output_dir, rank_dir=rank_dir,
+            checkpoint_dir=checkpoint_dir,
+            metrics_file=os.path.join(rank_dir, "metrics.jsonl"),
+            error_file=os.path.join(rank_dir, "error.json"),
+            local_rank=local_rank, local_size=local_size, node_rank=layout.node_rank, nnodes=layout.nnodes,
+            intra_threads=threads, inter_threads=threads, restart=0, unbuffered="1", rank_table=table_file,
+            **dict(entry.env, **(torchrun_fields(entry.rank, local_rank, local_size, layout, args)
+                                 if args.get("command") else {})))
+        ranks.append(RankSpec(
+            rank=entry.rank, local_rank=local_rank, device=device, rank_dir=rank_dir,
+            log_path=os.path.join(rank_dir, "train_%s.log" % device),
+            metrics_file=settings.metrics_file, error_file=settings.error_file,
+            env_file=os.path.join(rank_dir, "rank.env"),
+            run_script=os.path.join(rank_dir, "run_%s.sh" % device),
+            argv=list(argv), env=settings.to_env(), cores=core_sets[local_rank]))
+    return ranks
 
 
-def torchrun_env(rank, local_rank, local_size, layout, args):
-    """The variables torchrun gives its workers, so that a PyTorch / torch_npu script started with `-- CMD`
-    runs as under torchrun (torch.distributed's env:// init reads MASTER_ADDR, MASTER_PORT, WORLD_SIZE,
-    RANK). Rank 0 serves the store on MASTER_PORT: on cpu/gpu its LAUNCH_PEERS port (free, the command is
-    not the TF trainer); on Ascend --master-port or a port derived from the job id (the same on every
-    server)."""
-    addr, port = layout["master"]
+def torchrun_fields(rank, local_rank, local_size, layout, args):
+    """The WorkerEnv fields of torchrun's variables, so that a PyTorch / torch_npu script started with
+    `-- CMD` runs as under torchrun (torch.distributed's env:// init reads MASTER_ADDR, MASTER_PORT,
+    WORLD_SIZE, RANK). Rank 0 serves the store on MASTER_PORT: on cpu/gpu its LAUNCH_PEERS port (free: the
+    command is not the TF trainer); on Ascend --master-port or a port derived from the job id (the same on
+    every server)."""
+    addr, port = layout.master
     return {
-        "MASTER_ADDR": addr, "MASTER_PORT": str(port),
-        "WORLD_SIZE": str(layout["world_size"]), "RANK": str(rank), "LOCAL_RANK": str(local_rank),
-        "LOCAL_WORLD_SIZE": str(local_size), "GROUP_RANK": str(layout["node_rank"]),
-        "GROUP_WORLD_SIZE": str(layout["nnodes"]), "ROLE_NAME": "default", "ROLE_RANK": str(rank),
-        "ROLE_WORLD_SIZE": str(layout["world_size"]), "TORCHELASTIC_RUN_ID": layout["job_id"],
-        "TORCHELASTIC_MAX_RESTARTS": str(int(args.get("max_restarts") or 0)),
-        "TORCHELASTIC_RESTART_COUNT": "0",
+        "master_addr": addr, "master_port": int(port), "world_size": layout.world_size, "torch_rank": rank,
+        "torch_local_rank": local_rank, "local_world_size": local_size, "group_rank": layout.node_rank,
+        "group_world_size": layout.nnodes, "role_name": "default", "role_rank": rank,
+        "role_world_size": layout.world_size, "elastic_run_id": layout.job_id,
+        "elastic_max_restarts": int(args.get("max_restarts") or 0), "elastic_restart_count": 0,
     }
 
 
@@ -233,12 +313,12 @@ def _collective_layout(args, facts, backend):
     timeout = _default(args.get("collective_timeout"), DEFAULT_COLLECTIVE_TIMEOUT)
     local = []
     for local_rank, (label, physical) in enumerate(pairs):
-        env = {"LAUNCH_PEERS": ",".join(peers), "LAUNCH_COLLECTIVE_TIMEOUT": "%g" % timeout}
-        env["CUDA_VISIBLE_DEVICES"] = str(physical) if backend == "gpu" else ""
-        local.append({"rank": node_rank * local_size + local_rank, "label": label,
-                      "device_id": physical if backend == "gpu" else label, "env": env})
-    return {"job_id": job_id, "world_size": world, "nnodes": nnodes, "node_rank": node_rank,
-            "local": local, "peers": peers, "master": _split_peer(peers[0])}
+        env = {"peers": peers, "collective_timeout": float(timeout),
+               "cuda_visible_devices": str(physical) if backend == "gpu" else ""}
+        local.append(LocalRank(rank=node_rank * local_size + local_rank, label=label,
+                               device_id=physical if backend == "gpu" else label, env=env))
+    return Layout(job_id=job_id, world_size=world, nnodes=nnodes, node_rank=node_rank, local=local,
+                  peers=peers, master=_split_peer(peers[0]))
 
 
 def _met_hosts(args, met):
@@ -303,12 +383,12 @@ def _npu_layout(args, facts, table, local_server):
     for device in mine["devices"]:
         physical = device["device_id"]
         logical = visible.index(physical) if physical in visible else physical
-        env = {"ASCEND_DEVICE_ID": str(logical), "DEVICE_INDEX": str(device["rank_id"])}
-        local.append({"rank": device["rank_id"], "label": logical, "device_id": physical, "env": env})
+        env = {"ascend_device_id": str(logical), "device_index": str(device["rank_id"])}
+        local.append(LocalRank(rank=device["rank_id"], label=logical, device_id=physical, env=env))
     job_id = str(args["job_id"]) if args.get("job_id") else table_job_id(table)
     first = servers[0]
     master_addr = LOCALHOST if len(servers) == 1 else (first.get("host_ip") or first["server_id"])
     master_port = ports.choose_base_port(job_id, 1, args.get("master_port"), facts.get("ports_in_use") or (),
                                          single_host=len(servers) == 1)
-    return {"job_id": job_id, "world_size": world, "nnodes": len(servers), "node_rank": node_rank,
-            "local": local, "master": (master_addr, master_port)}
+    return Layout(job_id=job_id, world_size=world, nnodes=len(servers), node_rank=node_rank, local=local,
+                  master=(master_addr, master_port))

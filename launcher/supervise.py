@@ -13,12 +13,15 @@ import signal
 import subprocess
 import sys
 import time
+from typing import List, NamedTuple, Optional
 
 import psutil
 
-from launcher import envrules
-from launcher.metrics import MetricsTail, last_change
+from contract.worker_env import NAMES as WORKER_ENV
+from launcher import envrules, files
+from launcher.metrics import MetricsTail, last_change, read_error_file
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 POLL_SECONDS = 0.05
@@ -68,6 +71,16 @@ def _child_setup(cores):
     return setup
 
 
+class Failure(NamedTuple):
+    """The first failure of an attempt: which rank, how (launch, exit, signal, stall), when."""
+    rank: int
+    device: str
+    kind: str
+    detail: str
+    time: float
+    code: Optional[int] = None
+
+
 class Rank:
     """One running rank: its spec, process, log file and metrics tail."""
 
@@ -101,29 +114,28 @@ class Supervisor:
     def start(self, attempt):
         self.ranks = []
         self.failure = None
-        for spec in self.plan["ranks"]:
+        for spec in self.plan.ranks:
             rank = Rank(spec)
-            rank.tail = MetricsTail(spec["metrics_file"], offset=_size(spec["metrics_file"]))
+            rank.tail = MetricsTail(spec.metrics_file, offset=_size(spec.metrics_file))
             self.ranks.append(rank)
-            settings = dict(spec["env"], LAUNCH_RESTART=str(attempt))
-            if "TORCHELASTIC_RESTART_COUNT" in settings:
-                settings["TORCHELASTIC_RESTART_COUNT"] = str(attempt)
-            env = envrules.worker_environ(self.environ, set(self.plan["dropped_env"]), settings)
-            with open(spec["log_path"], "ab") as log:
+            settings = dict(spec.env, **{WORKER_ENV["restart"]: str(attempt)})
+            if WORKER_ENV["elastic_restart_count"] in settings:      # -- CMD: torchrun's restart count
+                settings[WORKER_ENV["elastic_restart_count"]] = str(attempt)
+            env = envrules.worker_environ(self.environ, set(self.plan.dropped_env), settings)
+            with open(spec.log_path, "ab") as log:
                 if attempt:
-                    note = "\n[launcher] restart %d of job %s\n" % (attempt, self.plan["job_id"])
+                    note = "\n[launcher] restart %d of job %s\n" % (attempt, self.plan.job_id)
                     log.write(note.encode())
                     log.flush()
                 try:
                     rank.proc = subprocess.Popen(
-                        spec["argv"], env=env, cwd=self.plan["cwd"], stdin=subprocess.DEVNULL, stdout=log,
+                        spec.argv, env=env, cwd=self.plan.cwd, stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                        preexec_fn=_child_setup(spec["cores"]))
+                        preexec_fn=_child_setup(spec.cores))
                 except OSError as error:
-                    self.failure = {"rank": spec["rank"], "device": spec["device"], "kind": "launch",
-                                    "detail": "cannot start %s: %s"
-                                    % (spec["argv"][0], error.strerror or error),
-                                    "time": time.time()}
+                    detail = "cannot start %s: %s" % (spec.argv[0], error.strerror or error)
+                    self.failure = Failure(rank=spec.rank, device=spec.device, kind="launch", detail=detail,
+                                           time=time.time())
                     return False
             rank.started = time.time()
         return True
@@ -170,16 +182,15 @@ class Supervisor:
         failure: when another rank is stopped (SIGSTOP, a debugger) or, for a collective failure, made the
         least progress, that rank is named, and the one that gave up is told as the one that noticed.
         """
-        from launcher.metrics import read_error_file
         errors = {}
 
         def order(rank):
-            errors[rank] = read_error_file(rank.spec["error_file"]) or {}
+            errors[rank] = read_error_file(rank.spec.error_file) or {}
             return (0 if rank.code < 0 else 1, errors[rank].get("time") or rank.ended)
         rank = sorted(failed, key=order)[0]
-        failure = {"rank": rank.spec["rank"], "device": rank.spec["device"],
-                   "kind": "signal" if rank.code < 0 else "exit", "code": rank.code,
-                   "detail": describe_exit(rank.code), "time": rank.ended}
+        failure = Failure(rank=rank.spec.rank, device=rank.spec.device,
+                          kind="signal" if rank.code < 0 else "exit", code=rank.code,
+                          detail=describe_exit(rank.code), time=rank.ended)
         if rank.code < 0:
             return failure
         others = [other for other in self.ranks if other is not rank and other.code is None]
@@ -193,17 +204,17 @@ class Supervisor:
         if culprit is None:
             return failure
         message = (errors.get(rank) or {}).get("message") or ""
-        return {"rank": culprit.spec["rank"], "device": culprit.spec["device"], "kind": "blocked",
-                "detail": "%s; rank %s failed waiting for it (%s%s)"
-                          % (how, rank.spec["rank"], describe_exit(rank.code),
-                             ": " + message.splitlines()[0] if message else ""),
-                "noticed_by": rank.spec["rank"], "time": rank.ended}
+        return Failure(rank=culprit.spec.rank, device=culprit.spec.device, kind="blocked",
+                       detail="%s; rank %s failed waiting for it (%s%s)"
+                              % (how, rank.spec.rank, describe_exit(rank.code),
+                                 ": " + message.splitlines()[0] if message else ""),
+                       time=rank.ended)
 
     def _stalled(self, now):
         """A failure when some rank wrote no metrics for --stall-timeout seconds, naming the rank that stopped
         making progress: a stopped process first, then the oldest heartbeat, then the lowest step (the ranks
         that wait for it in a collective are silent too, but they are not the cause)."""
-        timeout = self.plan["stall_timeout"]
+        timeout = self.plan.stall_timeout
         if not timeout:
             return None
         live = [rank for rank in self.ranks if rank.code is None]
@@ -219,15 +230,15 @@ class Supervisor:
             detail = "no metrics for %.0f s (--stall-timeout %g); %s" % (
                 waited, timeout, "it made the least progress (%s)" % self._progress_text(culprit)
                 if len(live) > 1 else "no progress")
-        waiting = [rank.spec["rank"] for rank in silent if rank is not culprit]
+        waiting = [rank.spec.rank for rank in silent if rank is not culprit]
         if waiting:
             detail += "; rank(s) %s waited for it" % ",".join(str(r) for r in waiting)
-        return {"rank": culprit.spec["rank"], "device": culprit.spec["device"],
-                "kind": "stopped" if stopped else "stall", "detail": detail, "time": now}
+        return Failure(rank=culprit.spec.rank, device=culprit.spec.device,
+                       kind="stopped" if stopped else "stall", detail=detail, time=now)
 
     @staticmethod
     def _heartbeat(rank):
-        return max(rank.started or 0.0, last_change(rank.spec["metrics_file"]) or 0.0)
+        return max(rank.started or 0.0, last_change(rank.spec.metrics_file) or 0.0)
 
     @staticmethod
     def _step(rank):
@@ -237,7 +248,7 @@ class Supervisor:
 
     def _least_progress(self, ranks):
         """The rank whose metrics are oldest, then whose step is lowest."""
-        return sorted(ranks, key=lambda rank: (self._heartbeat(rank), self._step(rank), rank.spec["rank"]))[0]
+        return sorted(ranks, key=lambda rank: (self._heartbeat(rank), self._step(rank), rank.spec.rank))[0]
 
     def _progress_text(self, rank):
         step = self._step(rank)
@@ -334,6 +345,53 @@ class Supervisor:
             self.teardown(grace)
             return True
         return False
+
+
+class JobResult(NamedTuple):
+    """How a job ended after every attempt: ok, interrupted (by a signal) or failed (see failure.kind)."""
+    status: str
+    restarts: int                  # attempts after the first
+    failure: Optional[Failure]     # the last attempt's first failure (status failed)
+    signal: Optional[int]          # the signal that stopped the launcher (status interrupted)
+    ranks: List[Rank]              # the last attempt's ranks (records, start/end times, exit codes)
+
+
+def run_job(plan, environ, on_tick=None, on_attempt_end=None, on_restart=None):
+    """Start, watch and restart the ranks per the restart policy; every worker has ended on return.
+
+    Policy: a failed attempt (not a worker that could not be started, not a stop signal) is retried up to
+    plan.max_restarts times, the ranks' error files moved aside first. SIGINT/SIGTERM/SIGHUP end the job.
+    ``on_tick(supervisor, now)`` runs while watching, ``on_attempt_end(supervisor)`` after each attempt's
+    teardown, ``on_restart(failure, attempt)`` before a restart.
+    """
+    sup = Supervisor(plan, environ, on_tick=on_tick)
+    previous = {signum: signal.signal(signum, sup.request_stop) for signum in STOP_SIGNALS}
+    try:
+        attempt = 0
+        while True:
+            status = "failed" if not sup.start(attempt) else sup.watch()
+            if status == "ok":
+                sup.cleanup_after_success(plan.grace_period)
+            else:
+                sup.teardown(plan.grace_period)
+            if on_attempt_end is not None:
+                on_attempt_end(sup)
+            if status == "failed" and sup.failure.kind != "launch" and attempt < plan.max_restarts:
+                attempt += 1
+                if on_restart is not None:
+                    on_restart(sup.failure, attempt)
+                for spec in plan.ranks:
+                    files.rotate(spec.error_file)
+                continue
+            return JobResult(status=status, restarts=attempt,
+                             failure=sup.failure if status == "failed" else None,
+                             signal=sup.interrupted if status == "interrupted" else None, ranks=sup.ranks)
+    except BaseException:
+        sup.teardown(min(plan.grace_period, 2.0))    # a launcher bug or a closed stdout: no orphans either
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _stopped(proc):

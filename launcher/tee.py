@@ -9,7 +9,7 @@ def parse_ranks(spec, world_size):
     if spec == "all":
         return set(range(world_size))
     from launcher.devices import parse_list
-    return set(parse_list(spec))
+    return set(parse_list(spec, "--tee"))
 
 
 class LogTee:

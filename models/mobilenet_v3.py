@@ -8,10 +8,9 @@ the same function and weights), dropout, classifier. Convolutions followed by BN
 'same' padding everywhere (for stride 2 it pads exactly like keras.applications' ZeroPadding2D+valid).
 """
 from models.layers import HardSigmoid, HardSwish
+from models.specs import HEAD_NAME as CLASSIFIER
 from models.specs import HSWISH, MOBILENETV3_BN
 from tfcompat import tf
-
-CLASSIFIER = "classifier"
 
 
 def _batch_norm(name):

@@ -13,7 +13,7 @@ import math
 from models import complexity, specs
 from models.errors import ModelError
 
-HEAD_PREFIX = "classifier"
+HEAD_PREFIX = specs.HEAD_NAME
 MIN_IMAGE_SIZE = 32
 
 Option = collections.namedtuple("Option", "parse default choices")

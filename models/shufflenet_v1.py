@@ -11,10 +11,9 @@ used by megvii includes it (border pixels only; no weights involved).
 """
 from models.complexity import SHUFFLENET_CLASSIFIER_BIAS
 from models.layers import ChannelShuffle, GroupedPointwiseConv
+from models.specs import HEAD_NAME as CLASSIFIER
 from models.specs import SHUFFLENET_BN, SHUFFLENET_REPEATS
 from tfcompat import tf
-
-CLASSIFIER = "classifier"
 
 
 def _batch_norm(name):

@@ -10,6 +10,8 @@ import collections
 
 from models.errors import ModelError
 
+# The layer that maps features to logits in every model here (fine-tuning finds and skips it by name).
+HEAD_NAME = "classifier"
 RELU = "relu"
 HSWISH = "hswish"
 

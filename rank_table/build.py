@@ -6,8 +6,8 @@ the rank ids across servers (as merge_hccl.py does, but with string rank ids as 
 """
 import json
 import os
-import tempfile
 
+from contract import atomic
 from rank_table.errors import RankTableError
 
 VERSION = "1.0"
@@ -84,26 +84,11 @@ def write_table(table, path, overwrite=False):
             return path
         raise RankTableError("%s already exists and holds something else; pass --force to replace it or "
                              "choose another -o" % path)
-    handle, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(handle, "w") as out:
-            out.write(table_text(table))
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, path)
+        atomic.write_text(path, table_text(table), fsync=True)
     except OSError as err:
-        if os.path.exists(temp):
-            os.unlink(temp)
         raise RankTableError("cannot write %s (%s)" % (path, err.strerror or err)) from None
     return path
-
-
-def _umask():
-    """The process umask (so the table gets the permissions a plain open() would give it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def merge_tables(tables):

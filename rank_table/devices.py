@@ -27,17 +27,20 @@ def parse_device_spec(spec, device_count=DEFAULT_DEVICE_COUNT, what="--devices")
     """Device ids of a spec such as "0-7", "0,1,2,3", "0-3,6" or "4", in the user's order.
 
     Order is kept (it is the rank order of the table); duplicates, negatives, reversed ranges, garbage
-    and ids >= ``device_count`` raise ``RankTableError``.
+    and ids >= ``device_count`` (None: no bound) raise ``RankTableError``. The one device-spec parser:
+    launcher.devices reads cpu/gpu --devices and --tee with it too.
     """
     text = "" if spec is None else str(spec).strip()
     if not text:
         raise RankTableError("%s is empty: give device ids such as 0-7, 0,1,2,3 or 0-3,6" % what)
     devices = []
+    seen = set()
     for item in text.split(","):
         item = item.strip()
         if item.startswith("-"):
-            raise RankTableError("%s %r: device ids cannot be negative (%r); use ids 0-%d"
-                                 % (what, text, item, device_count - 1))
+            span = "0-%d" % (device_count - 1) if device_count is not None else "from 0"
+            raise RankTableError("%s %r: device ids cannot be negative (%r); use ids %s"
+                                 % (what, text, item, span))
         match = _SPEC_ITEM.match(item)
         if not match:
             raise RankTableError("%s %r: %r is not a device id or range; write e.g. 0-7, 0,1,2,3 or 0-3,6"
@@ -47,13 +50,14 @@ def parse_device_spec(spec, device_count=DEFAULT_DEVICE_COUNT, what="--devices")
         if last < first:
             raise RankTableError("%s %r: range %r is reversed; write %d-%d" % (what, text, item, last, first))
         for device in range(first, last + 1):
-            if device >= device_count:
+            if device_count is not None and device >= device_count:
                 raise RankTableError("%s %r: device %d does not exist, this server has %d devices (0-%d); "
                                      "pass --device-count if it has more"
                                      % (what, text, device, device_count, device_count - 1))
-            if device in devices:
+            if device in seen:
                 raise RankTableError("%s %r: device %d is listed twice; list each device once"
                                      % (what, text, device))
+            seen.add(device)
             devices.append(device)
     return devices
 

@@ -192,12 +192,9 @@ def test_synthetic_data_is_generated_in_the_graph():
 
 
 def test_steps_and_sharding_arithmetic(folder):
+    # (steps per epoch: train.trainer.schedule_plan, tested in test_trainer_units)
     info, _ = folder
-    assert pipeline.steps_per_epoch(info, 4) == 3
-    assert pipeline.steps_per_epoch(info, 5) == 2  # remainder dropped
     assert pipeline.eval_steps(info, 4, 1) == 2 and pipeline.eval_steps(info, 2, 4) == 1
-    with pytest.raises(DataError):
-        pipeline.steps_per_epoch(info, 13)
     with pytest.raises(DataError):
         pipeline.train_dataset(info, 1, SIZE, rank=2, size=2)
     with pytest.raises(DataError):

@@ -8,7 +8,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference")
-COPIED = ("tfcompat", "tools", "launcher", "models", "data", "train", "rank_table", "pyproject.toml")
+COPIED = ("tfcompat", "tools", "contract", "launcher", "models", "data", "train", "rank_table",
+          "pyproject.toml")
 
 
 @pytest.fixture
@@ -260,6 +261,30 @@ def test_import_gate_catches_direct_imports(tree, rel, source, message):
     code, out = run_gate("tools.check_imports", tree)
     assert code == 1, out
     assert message in out
+
+
+@pytest.mark.parametrize("planted", [
+    # a cycle through lazy (function-level) imports counts too
+    {"train/planted_a.py": "def f():\n    from train import planted_b\n    return planted_b\n",
+     "train/planted_b.py": "from train.planted_a import f\n"},
+    {"launcher/planted_a.py": "from . import planted_b\n",
+     "launcher/planted_b.py": "import launcher.planted_a\n"},
+])
+def test_import_gate_catches_import_cycles(tree, planted):
+    for rel, source in planted.items():
+        plant(tree, rel, source)
+    code, out = run_gate("tools.check_imports", tree)
+    assert code == 1, out
+    assert "import cycle: " in out and "planted_a -> " in out and "planted_b" in out
+
+
+def test_import_graph_follows_the_real_trees_seams():
+    from tools.import_graph import cycles, import_graph
+    graph = import_graph(ROOT)
+    assert cycles(graph) == []
+    assert "train.backend_base" in graph["train.collective_backend"]
+    assert {"train.collective_backend", "train.npu_backend"} <= graph["train.backends"]
+    assert "launcher.cli" in graph["launcher.k8s"] and "launcher.k8s" not in graph["launcher.cli"]
 
 
 def test_ruff_gate_catches_lint(tree):

@@ -73,3 +73,12 @@ def test_the_trainer_command_checks_its_flags_from_another_directory(installed):
     result = run(installed, "ascend-train", "--model", "mobilenetv3_small", "--batch-size", "0")
     assert result.returncode == 2
     assert "--batch-size must be positive" in result.stderr
+
+
+def test_every_package_of_the_project_is_installed():
+    """A new top-level package (as contract/ was) must be in pyproject's list, or the commands break."""
+    packages = sorted(name for name in os.listdir(ROOT) if name not in ("tests", "tools", "bench")
+                      and os.path.isfile(os.path.join(ROOT, name, "__init__.py")))
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    listed = text.split("[tool.setuptools.packages.find]", 1)[1].split("\n\n", 1)[0]
+    assert [name for name in packages if '"%s*"' % name not in listed] == []

@@ -133,8 +133,8 @@ def test_ports_after_a_rendezvous_never_collide_even_on_one_host():
     args = {"backend": "cpu", "devices": "2", "nnodes": 2, "node_rank": 1, "master_addr": LOCAL,
             "command": ["true"], "passthrough": []}
     result = plan.make_plan(args, facts)
-    assert result["peers"] == ["127.0.0.1:29501", "127.0.0.1:29502", "127.0.0.1:29503", "127.0.0.1:29504"]
-    assert [s["rank"] for s in result["ranks"]] == [2, 3] and result["node_dir"] == "/w/output/node1"
+    assert result.peers == ["127.0.0.1:29501", "127.0.0.1:29502", "127.0.0.1:29503", "127.0.0.1:29504"]
+    assert [s.rank for s in result.ranks] == [2, 3] and result.node_dir == "/w/output/node1"
 
 
 # ---- real sockets in this process ---------------------------------------------------------------------

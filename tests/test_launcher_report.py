@@ -1,11 +1,13 @@
 """The summary covers the whole run across resumes and restarts; its speed leaves warm-up out and says how it
 was computed; an accuracy without a validation split is labelled as the training batches'."""
+from types import SimpleNamespace
+
 from launcher import report
 from launcher.metrics import run_records
 
-SPEC = {"rank": 0, "device": "0"}
-PLAN = {"world_size": 1, "network": "net", "case": "acc", "job_id": "1", "backend": "cpu", "nnodes": 1,
-        "node_rank": 0, "batch_size": 10}
+SPEC = SimpleNamespace(rank=0, device="0")
+PLAN = SimpleNamespace(world_size=1, network="net", case="acc", job_id="1", backend="cpu", nnodes=1,
+                       node_rank=0, batch_size=10, trainer=None, tensorboard_dir="/out/tensorboard")
 
 
 def train(step, seconds, steps, warmup=False, accuracy=0.5):
@@ -26,7 +28,7 @@ def test_a_resumed_run_counts_every_segment_once_and_drops_the_steps_done_again(
     kept = run_records(records)
     assert [r["step"] for r in kept if r["event"] == "train"] == [4, 8, 12, 16]
     stats = report.rank_stats(SPEC, kept, 0.0, 1.0)
-    assert stats["images_per_sec"] == 10.0 and stats["segments"] == 2      # 140 images / 14 s
+    assert stats.images_per_sec == 10.0 and stats.segments == 2      # 140 images / 14 s
     summary = report.summarize(PLAN, [stats], 20.0, 0)
     assert summary["modelzoo"]["ActualFPS"] == 10.0 and summary["fps_method"] == report.FPS_STEADY
     assert summary["modelzoo"]["TrainingTime"] == 1000.0                   # ms per global step of 10 images
@@ -34,7 +36,7 @@ def test_a_resumed_run_counts_every_segment_once_and_drops_the_steps_done_again(
 
 def test_a_warm_up_window_never_counts_when_a_steady_one_exists():
     stats = report.rank_stats(SPEC, [start(0), train(1, 30.0, 1, warmup=True), train(5, 4.0, 4)], 0, 1)
-    assert stats["images_per_sec"] == 10.0
+    assert stats.images_per_sec == 10.0
     only = report.rank_stats(SPEC, [start(0), train(1, 2.0, 1, warmup=True)], 0, 1)
     summary = report.summarize(PLAN, [only], 3.0, 0)
     assert summary["fps_method"] == report.FPS_WARMUP and summary["modelzoo"]["ActualFPS"] == 5.0
@@ -46,5 +48,5 @@ def test_accuracy_without_validation_is_labelled_as_the_training_batches():
     assert summary["modelzoo"]["TrainAccuracy"] == 0.75
     assert summary["train_accuracy_source"].startswith("training batches")
     assert "Train Accuracy measured on : training batches" in report.final_result_text(summary)
-    evaluated = dict(stats, eval={"top1": 0.5})
+    evaluated = stats._replace(eval={"top1": 0.5})
     assert report.summarize(PLAN, [evaluated], 5.0, 0)["train_accuracy_source"] == "validation top-1"

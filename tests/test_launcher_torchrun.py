@@ -39,14 +39,17 @@ def facts(**extra):
 def test_on_two_hosts_every_rank_agrees_on_node_0_as_master():
     args = {"backend": "cpu", "devices": "2", "command": ["python", "x.py"], "passthrough": [],
             "hosts": "10.0.0.1,10.0.0.2", "node_rank": 1, "output_dir": "out", "bind_cores": "on"}
-    ranks = plan.make_plan(args, facts())["ranks"]
-    assert [r["env"]["RANK"] for r in ranks] == ["2", "3"]
-    assert [r["env"]["LOCAL_RANK"] for r in ranks] == ["0", "1"]
-    assert {r["env"]["MASTER_ADDR"] for r in ranks} == {"10.0.0.1"} and ranks[0]["env"]["GROUP_RANK"] == "1"
-    assert ranks[0]["env"]["WORLD_SIZE"] == "4" and ranks[0]["env"]["LOCAL_WORLD_SIZE"] == "2"
+    ranks = plan.make_plan(args, facts()).ranks
+    assert [r.env["RANK"] for r in ranks] == ["2", "3"]
+    assert [r.env["LOCAL_RANK"] for r in ranks] == ["0", "1"]
+    assert {r.env["MASTER_ADDR"] for r in ranks} == {"10.0.0.1"} and ranks[0].env["GROUP_RANK"] == "1"
+    assert ranks[0].env["WORLD_SIZE"] == "4" and ranks[0].env["LOCAL_WORLD_SIZE"] == "2"
+    from contract.worker_env import from_env
+    read = from_env(ranks[1].env)                     # a worker reads them through the one contract
+    assert (read.master_addr, read.torch_rank, read.world_size) == ("10.0.0.1", 3, 4)
 
 
 def test_the_trainer_gets_no_torchrun_variables():
     args = {"backend": "cpu", "devices": "2", "command": None, "passthrough": ["--model", "m"], "model": "m",
             "output_dir": "out", "bind_cores": "on"}
-    assert "MASTER_ADDR" not in plan.make_plan(args, facts())["ranks"][0]["env"]
+    assert "MASTER_ADDR" not in plan.make_plan(args, facts()).ranks[0].env

@@ -63,6 +63,23 @@ def test_placement_follows_the_launcher_environment():
         config.placement_from_env({"RANK_ID": "2", "RANK_SIZE": "2"})
 
 
+def test_main_env_feeds_the_backend_as_well_as_the_placement(monkeypatch):
+    """`python -m train`'s main(env=...): the backend reads the given environment, not os.environ."""
+    from train import __main__ as train_main
+    from train.backends import BackendError
+    for name in ("RANK_ID", "RANK_SIZE", "LAUNCH_BACKEND", "LAUNCH_PEERS"):
+        monkeypatch.delenv(name, raising=False)
+    args = config.parse_flags(["--model", "m"])
+    parts = train_main.default_parts(args, {"RANK_ID": "1", "RANK_SIZE": "2", "LAUNCH_BACKEND": "cpu"})
+    with pytest.raises(BackendError, match="LAUNCH_PEERS"):
+        parts.make_backend(args)
+    # a malformed variable is the same one-line error on both readers (it was None in the placement before)
+    with pytest.raises(TrainError, match="LAUNCH_COLLECTIVE_TIMEOUT='x' is not a number of seconds"):
+        config.placement_from_env({"LAUNCH_COLLECTIVE_TIMEOUT": "x"}, args)
+    with pytest.raises(BackendError, match="LAUNCH_COLLECTIVE_TIMEOUT='x' is not a number of seconds"):
+        train_main.default_parts(args, {"LAUNCH_COLLECTIVE_TIMEOUT": "x"}).make_backend(args)
+
+
 def test_run_length_drops_the_remainder_alike_on_every_rank():
     sched = trainer.schedule_plan(train_count=1000, batch_size=32, size=3, epochs=2, max_steps=None)
     assert (sched.global_batch, sched.steps_per_epoch, sched.total_steps) == (96, 10, 20)

@@ -2,12 +2,14 @@
 
 - `tensorflow`, `tf_keras`, `keras`: only in tfcompat/ (it sets TF_USE_LEGACY_KERAS first).
 - `npu_bridge`, `hccl`: only in the NPU backend module of train/.
-- launcher/ and rank_table/ never import tfcompat (the launcher starts without TensorFlow).
+- launcher/, rank_table/ and contract/ never import tfcompat (the launcher starts without TensorFlow).
+- the project's own modules import each other without cycles (tools.import_graph).
 """
 import ast
 import os
 import sys
 
+from tools.import_graph import cycle_path, cycles, import_graph
 from tools.project_files import python_files, report
 
 OWNERS = {
@@ -17,7 +19,7 @@ OWNERS = {
     "npu_bridge": ("train/npu_backend.py",),
     "hccl": ("train/npu_backend.py",),
 }
-NO_TF_PACKAGES = ("launcher/", "rank_table/")
+NO_TF_PACKAGES = ("launcher/", "rank_table/", "contract/")
 EXEMPT = ("tools/", "tests/test_gates.py")
 
 
@@ -47,6 +49,10 @@ def violations(root):
             if module == "tfcompat" and posix.startswith(NO_TF_PACKAGES):
                 found.append("%s:%d: imports tfcompat; %s must start without TensorFlow"
                              % (posix, line, posix.split("/")[0]))
+    graph = import_graph(root)
+    for group in cycles(graph):
+        found.append("import cycle: %s; move what both need into a module of its own"
+                     % " -> ".join(cycle_path(graph, group)))
     return found
 
 

@@ -9,25 +9,23 @@ import os
 import sys
 import time
 
+from contract import worker_env
 from train import errors
 from train.config import parse_flags, placement_from_env
 from train.metrics import MetricsWriter, log, setup_logging
 
 
 def _user_error_types():
-    """The packages' user-mistake classes (imported lazily: they may pull in TensorFlow)."""
-    types = [errors.TrainError]
-    for module, name in (("models.errors", "ModelError"), ("data.errors", "DataError")):
-        try:
-            types.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(types)
+    """The packages' user-mistake classes (imported once the flags are read: they may pull in TensorFlow)."""
+    from data.errors import DataError
+    from models.errors import ModelError
+    return errors.TrainError, ModelError, DataError
 
 
-def default_parts(args):
+def default_parts(args, env=None):
     """The real collaborators: models.registry, data.layout/pipeline, train.backends; the data flags
-    (--label-offset, --num-classes, --bad-images) are bound here."""
+    (--label-offset, --num-classes, --bad-images) are bound here, and the backend reads ``env`` (default
+    os.environ), the same environment as the placement."""
     from data import layout, pipeline
     from models import registry
     from train.backends import backend_from_env
@@ -53,7 +51,7 @@ def default_parts(args):
         return pipeline.eval_dataset(info, batch_size, image_size, rank, size, bad_images=args.bad_images)
 
     def make_backend(args):
-        return backend_from_env(precision_mode=args.precision_mode, loss_scale=args.loss_scale)
+        return backend_from_env(env, precision_mode=args.precision_mode, loss_scale=args.loss_scale)
 
     return Parts(inspect_data=inspect_data, train_dataset=train_dataset, eval_dataset=eval_dataset,
                  build_model=build_model, regularization_loss=registry.regularization_loss,
@@ -67,10 +65,10 @@ def preprocessing_description(image_size):
         "color_order": "RGB",
         "value_range": "0..255 before normalisation",
         "normalize": "(pixel / 255 - mean) / std, per channel",
-        "mean": list(getattr(preprocess, "MEAN_RGB", [])),
-        "std": list(getattr(preprocess, "STDDEV_RGB", [])),
+        "mean": list(preprocess.MEAN_RGB),
+        "std": list(preprocess.STDDEV_RGB),
         "eval_resize": "centre crop of %s of the shorter side, bilinear resize to %dx%d"
-                       % (getattr(preprocess, "EVAL_CROP_FRACTION", "a fraction"), image_size, image_size),
+                       % (preprocess.EVAL_CROP_FRACTION, image_size, image_size),
     }
 
 
@@ -79,8 +77,8 @@ def main(argv=None, env=None, parts=None):
     setup_logging()
     env = os.environ if env is None else env
     argv = sys.argv[1:] if argv is None else argv
-    rank = env.get("RANK_ID", "0")
-    error_file = env.get("LAUNCH_ERROR_FILE")
+    rank = env.get(worker_env.NAMES["rank"], "0")                 # until the placement is read
+    error_file = env.get(worker_env.NAMES["error_file"])
     metrics = None
     started = time.time()
     user_errors = (errors.TrainError,)
@@ -93,7 +91,7 @@ def main(argv=None, env=None, parts=None):
         if parts is None:
             from models import registry
             registry.parse_options(args.model, args.model_options)  # an unknown model fails before any work
-            parts = default_parts(args)
+            parts = default_parts(args, env)
         from train import trainer
         result = trainer.run(args, placement, parts, metrics)
         metrics.phase("done")

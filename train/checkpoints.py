@@ -10,9 +10,9 @@ classes, image size) is written beside it the same way (tmp + rename) and checke
 import json
 import os
 
+from contract import atomic
 from tfcompat import tf
 from train.errors import TrainError
-from train.jsonfile import write_json_atomic
 
 PREFIX = "model.ckpt"
 META_FILE = "run_meta.json"
@@ -120,6 +120,6 @@ class CheckpointWriter:
         os.makedirs(self.directory, exist_ok=True)
         path = self.saver.save(sess, os.path.join(self.directory, PREFIX), global_step=int(step),
                                write_meta_graph=False)
-        write_json_atomic(os.path.join(self.directory, META_FILE), dict(meta, step=int(step)))
+        atomic.write_json(os.path.join(self.directory, META_FILE), dict(meta, step=int(step)), indent=1)
         self.last_saved_step = int(step)
         return path

@@ -17,12 +17,11 @@ import time
 
 from tfcompat import tf
 from train import session_config
-from train.backends import Backend, BackendError
+from train.backend_base import DEFAULT_BUCKET_BYTES, DEFAULT_TIMEOUT, Backend, BackendError
 
 LOG = logging.getLogger(__name__)
 JOB_NAME = "worker"
 GROUP_KEY = 1
-DEFAULT_BUCKET_BYTES = 4 * 1024 * 1024
 
 
 def plan_buckets(sizes, bucket_bytes):
@@ -123,7 +122,7 @@ class CollectiveBackend(Backend):
 
     kind = "collective"
 
-    def __init__(self, rank, size, peers, timeout=300.0, bucket_bytes=DEFAULT_BUCKET_BYTES,
+    def __init__(self, rank, size, peers, timeout=DEFAULT_TIMEOUT, bucket_bytes=DEFAULT_BUCKET_BYTES,
                  start_server=True, op_timeouts=None, **options):
         super().__init__(rank, size, **options)
         self.peers = parse_peers(peers)
@@ -161,10 +160,6 @@ class CollectiveBackend(Backend):
 
     def session_target(self):
         return self._server.target if self._server is not None else ""
-
-    def device(self):
-        """The device prefix of this rank's task (ops of the worker graph live there)."""
-        return "/job:%s/replica:0/task:%d" % (JOB_NAME, self.rank)
 
     # -- collectives -----------------------------------------------------------------------------
     def _next_key(self):

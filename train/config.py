@@ -9,17 +9,20 @@ import argparse
 import os
 from collections import namedtuple
 
+from contract import worker_env
+from data.errors import BAD_IMAGE_POLICIES
 from train import flags
 from train.errors import TrainError
 
 OPTIMIZERS = ("momentum", "rmsprop", "adam")
 SCHEDULES = ("cosine", "piecewise", "constant")
 LR_SCALING = ("linear", "none")
-# The Ascend adapter's precision_mode values (the backends resolve the default per device).
-PRECISION_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16", "must_keep_origin_dtype",
-                   "force_fp32")
+# The Ascend adapter's precision_mode values; the first three compute in float16 where the device can
+# (the backends resolve the default per device and read these, so there is one list).
+MIXED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
+PRECISION_MODES = MIXED_MODES + ("must_keep_origin_dtype", "force_fp32")
+# The allreduce backend of a multi-rank job per LAUNCH_BACKEND (one rank off Ascend: "none").
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
-BAD_IMAGE_POLICIES = ("skip", "stop")  # data.robust.POLICIES (that module imports TensorFlow)
 RESUME_AUTO, RESUME_NEVER = "auto", "never"
 
 
@@ -222,52 +225,32 @@ Placement = namedtuple("Placement", [
     "rank", "size", "device_kind", "backend_kind", "output_dir", "rank_dir", "checkpoint_dir",
     "metrics_file", "error_file", "intra_threads", "inter_threads", "restart",
     "peers",               # LAUNCH_PEERS as a list, rank order ([] on one rank / Ascend): names a lost peer
-    "collective_timeout",  # LAUNCH_COLLECTIVE_TIMEOUT in seconds, or None
+    "collective_timeout",  # LAUNCH_COLLECTIVE_TIMEOUT in seconds
 ])
 
 
-def _int_env(env, name, default):
-    value = env.get(name, "")
-    if value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise TrainError("environment variable %s must be an integer, not %r" % (name, value)) from None
-
-
 def placement_from_env(env, args=None):
-    """Where this rank sits and where it writes, from the launcher's variables (pure)."""
-    rank = _int_env(env, "RANK_ID", 0)
-    size = _int_env(env, "RANK_SIZE", 1)
-    if size < 1 or not 0 <= rank < size:
-        raise TrainError("RANK_ID=%d must be in [0, RANK_SIZE=%d)" % (rank, size))
-    kind = env.get("LAUNCH_BACKEND", "cpu") or "cpu"
-    if kind not in BACKEND_KINDS:
-        raise TrainError("LAUNCH_BACKEND must be npu, gpu or cpu, not %r" % kind)
-    backend = BACKEND_KINDS[kind] if (size > 1 or kind == "npu") else "none"
-    output = (args.output_dir if args is not None and args.output_dir else None) or \
-        env.get("LAUNCH_OUTPUT_DIR") or os.path.abspath("output")
-    rank_dir = env.get("LAUNCH_RANK_DIR") or os.path.join(output, str(rank))
-    ckpt = (args.checkpoint_dir if args is not None and args.checkpoint_dir else None) or \
-        env.get("LAUNCH_CHECKPOINT_DIR") or os.path.join(output, "checkpoints")
-    return Placement(
-        rank=rank, size=size, device_kind=kind, backend_kind=backend,
-        output_dir=output, rank_dir=rank_dir, checkpoint_dir=ckpt,
-        metrics_file=env.get("LAUNCH_METRICS_FILE") or os.path.join(rank_dir, "metrics.jsonl"),
-        error_file=env.get("LAUNCH_ERROR_FILE") or os.path.join(rank_dir, "error.json"),
-        intra_threads=_int_env(env, "LAUNCH_INTRA_OP_THREADS", 0),
-        inter_threads=_int_env(env, "LAUNCH_INTER_OP_THREADS", 0),
-        restart=_int_env(env, "LAUNCH_RESTART", 0),
-        peers=[item.strip() for item in env.get("LAUNCH_PEERS", "").split(",") if item.strip()],
-        collective_timeout=_float_or_none(env.get("LAUNCH_COLLECTIVE_TIMEOUT")),
-    )
+    """Where this rank sits and where it writes, from the launcher's variables (contract.worker_env; pure).
 
-
-def _float_or_none(text):
-    """A number from the environment, or None (the backend reports a malformed value itself)."""
+    ``--output-dir`` / ``--checkpoint-dir`` win over the environment; unset paths derive from the output
+    directory. A malformed variable is a TrainError naming it.
+    """
     try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
+        settings = worker_env.from_env(env)
+    except worker_env.EnvError as error:
+        raise TrainError(str(error)) from None
+    kind = settings.backend
+    backend = BACKEND_KINDS[kind] if (settings.size > 1 or kind == "npu") else "none"
+    output = (args.output_dir if args is not None and args.output_dir else None) or \
+        settings.output_dir or os.path.abspath("output")
+    rank_dir = settings.rank_dir or os.path.join(output, str(settings.rank))
+    ckpt = (args.checkpoint_dir if args is not None and args.checkpoint_dir else None) or \
+        settings.checkpoint_dir or os.path.join(output, "checkpoints")
+    return Placement(
+        rank=settings.rank, size=settings.size, device_kind=kind, backend_kind=backend,
+        output_dir=output, rank_dir=rank_dir, checkpoint_dir=ckpt,
+        metrics_file=settings.metrics_file or os.path.join(rank_dir, "metrics.jsonl"),
+        error_file=settings.error_file or os.path.join(rank_dir, "error.json"),
+        intra_threads=settings.intra_threads, inter_threads=settings.inter_threads, restart=settings.restart,
+        peers=settings.peers, collective_timeout=settings.collective_timeout,
+    )

@@ -8,7 +8,7 @@ import os
 import time
 import traceback
 
-from train.jsonfile import write_json_atomic
+from contract import atomic
 
 USER_ERROR_EXIT = 2
 CRASH_EXIT = 1
@@ -64,4 +64,4 @@ def write_error_file(path, record):
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    write_json_atomic(path, record)
+    atomic.write_json(path, record, indent=1)

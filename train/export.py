@@ -11,8 +11,8 @@ overwritten.
 import os
 import shutil
 
+from contract import atomic
 from tfcompat import tf
-from train.jsonfile import write_json_atomic
 
 INPUT_NAME = "images"
 LOGITS_NAME = "output_logits"
@@ -65,6 +65,6 @@ def export_model(build_model, checkpoint_prefix, directory, description, image_s
             tf.io.write_graph(frozen, tmp, "frozen_graph.pb", as_text=False)
         finally:
             sess.close()
-    write_json_atomic(os.path.join(tmp, "preprocessing.json"), description)
+    atomic.write_json(os.path.join(tmp, "preprocessing.json"), description, indent=1)
     os.rename(tmp, directory)
     return directory

@@ -56,12 +56,6 @@ def data_failure_line(message):
     return None
 
 
-def lost_task(message):
-    """The task index of the first /job:.../task:N named in a message, or None."""
-    found = TASK_PATTERN.findall(message)
-    return int(found[0]) if found else None
-
-
 def lost_peer_line(type_name, message, rank, peers, timeout=None):
     """The one line for a collective that failed because a peer died or became unreachable, or None.
 

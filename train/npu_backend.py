@@ -10,7 +10,7 @@ with hccl_ops.broadcast after initialisation. Names and signatures are those of
 Ascend/tensorflow tf_adapter/python/npu_bridge (branches master and development).
 """
 from tfcompat import tf
-from train.backends import Backend, BackendError
+from train.backend_base import Backend, BackendError
 
 # ExponentialUpdateLossScaleManager settings used for "dynamic" (ModelZoo's usual choice).
 DYNAMIC_LOSS_SCALE = dict(init_loss_scale=2 ** 32, incr_every_n_steps=1000, decr_every_n_nan_or_inf=2,

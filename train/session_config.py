@@ -7,29 +7,16 @@ Each function edits and returns the proto it is given; none of them starts anyth
 """
 import os
 
+from contract import worker_env
 from tfcompat import tf
-
-INTRA_ENV = "LAUNCH_INTRA_OP_THREADS"
-INTER_ENV = "LAUNCH_INTER_OP_THREADS"
 
 
 def threads_from_env(env=None):
-    """(intra, inter) thread-pool sizes from the launcher's variables; 0 means TensorFlow's default."""
-    env = os.environ if env is None else env
-    return _count(env, INTRA_ENV), _count(env, INTER_ENV)
+    """(intra, inter) thread-pool sizes from the launcher's variables; 0 means TensorFlow's default.
 
-
-def _count(env, name):
-    text = str(env.get(name, "") or "").strip()
-    if not text:
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError("%s=%r is not a thread count; set it to a whole number >= 0" % (name, text))
-    return value
+    contract.worker_env.EnvError (a ValueError) names a malformed variable."""
+    settings = worker_env.from_env(os.environ if env is None else env)
+    return settings.intra_threads, settings.inter_threads
 
 
 def base_config(config=None, intra_op_threads=0, inter_op_threads=0):

@@ -16,6 +16,7 @@ from collections import namedtuple
 import numpy as np
 
 from data import labels as data_labels
+from models.specs import HEAD_NAME  # the layer that maps features to logits
 from tfcompat import tf
 from train import checkpoints, evaluate, export, failures, optim, precheck
 from train.config import RESUME_AUTO, RESUME_NEVER
@@ -39,7 +40,6 @@ def every(step, interval_steps):
     return interval_steps > 0 and step % interval_steps == 0
 
 
-HEAD_NAME = "classifier"  # models.registry.HEAD_PREFIX: the layer that maps features to logits
 
 
 def head_layer(model):
