@@ -221,3 +221,14 @@ def test_the_trainer_tables_defaults_are_the_codes():
         column = row(table, flag).split(" | ")[1]
         words = [word.strip("`()") for word in column.split()]
         assert any(same_value(word, action.default) for word in words), (flag, column, action.default)
+
+
+def test_the_docs_give_one_collective_timeout_default_the_codes():
+    from contract.worker_env import default
+    said = []
+    for name in ["README.md"] + ["docs/" + doc for doc in sorted(os.listdir(os.path.join(ROOT, "docs")))]:
+        text = read(name)
+        said += re.findall(r"(?:collective-timeout|COLLECTIVE_TIMEOUT|collective_timeout)[^\n]{0,60}?"
+                           r"default[ =]*(\d+)", text)
+        said += re.findall(r"(\d+) s is the default", text)
+    assert said and set(float(value) for value in said) == {default("collective_timeout")}, said
