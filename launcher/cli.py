@@ -380,7 +380,8 @@ def start_notes(plan, trainer, err):
                 % plan.checkpoint_dir)
     elif trainer["resume"] == "never" or (trainer["resume"] not in ("auto", "never") and
                                           not _inside(trainer["resume"], plan.checkpoint_dir)):
-        for path in (plan.checkpoint_dir, plan.tensorboard_dir):
+        # node 0 moves the shared directories (several nodes may share one output directory)
+        for path in (plan.checkpoint_dir, plan.tensorboard_dir) if plan.node_rank == 0 else ():
             if files.has_files(path):
                 from train import precheck
                 say("launcher: %s: the previous run's %s moved to %s (nothing is deleted)\n"

@@ -50,3 +50,14 @@ def test_accuracy_without_validation_is_labelled_as_the_training_batches():
     assert "Train Accuracy measured on : training batches" in report.final_result_text(summary)
     evaluated = stats._replace(eval={"top1": 0.5})
     assert report.summarize(PLAN, [evaluated], 5.0, 0)["train_accuracy_source"] == "validation top-1"
+
+
+def test_moving_aside_takes_the_first_free_name_and_renames_no_older_copy(tmp_path):
+    from train import precheck
+    for index in (1, 2):
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / "mark").write_text(str(index))
+        moved = precheck.move_aside(str(tmp_path / "checkpoints"))
+        assert moved == str(tmp_path / ("checkpoints.%d" % index))
+    assert (tmp_path / "checkpoints.1" / "mark").read_text() == "1"       # untouched by the second move
+    assert precheck.move_aside(str(tmp_path / "checkpoints")) is None

@@ -83,17 +83,16 @@ def has_checkpoints(checkpoint_dir):
 
 
 def move_aside(path):
-    """Rename ``path`` to path.1 (an older path.1 becomes path.2, ...); nothing is deleted. The new name, or
-    None when nothing was there."""
+    """Rename ``path`` to the first free path.N (path.1, then path.2, ...); nothing is deleted and no older
+    copy is renamed (a --resume PATH may point into one). The new name, or None when nothing was there."""
     if not os.path.lexists(path):
         return None
     index = 1
     while os.path.lexists("%s.%d" % (path, index)):
         index += 1
-    for number in range(index, 1, -1):
-        os.rename("%s.%d" % (path, number - 1), "%s.%d" % (path, number))
-    os.rename(path, path + ".1")
-    return path + ".1"
+    target = "%s.%d" % (path, index)
+    os.rename(path, target)
+    return target
 
 
 def check(args, size, checkpoint_dir):
