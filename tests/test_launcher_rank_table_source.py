@@ -101,3 +101,24 @@ def test_a_loopback_host_name_never_becomes_the_server_id():
         host_ip.choose_server_ip("127.0.1.1", ["10.0.0.7", "172.17.0.1"], None)
     with pytest.raises(RankTableError, match="no other IPv4 address; pass --server-id"):
         host_ip.choose_server_ip("127.0.0.1", ["127.0.0.1"], None, flag="--server-id")
+
+
+def test_the_rank_table_command_never_writes_a_loopback_server_id(tmp_path, monkeypatch, capsys):
+    """A host whose name resolves to 127.0.1.1 (Debian's /etc/hosts) with one real address."""
+    import socket
+
+    from rank_table import cli as rank_table_cli
+    monkeypatch.setattr(socket, "gethostbyname", lambda name: "127.0.1.1")
+    monkeypatch.setattr(validate, "local_addresses", lambda: {"127.0.0.1", "::1", "10.9.8.7"})
+    conf = tmp_path / "hccn.conf"
+    conf.write_text("address_0=192.168.1.1\naddress_1=192.168.1.2\n")
+    out = str(tmp_path / "table.json")
+    assert rank_table_cli.main(["--devices", "0-1", "--hccn-conf", str(conf), "--no-hccn-tool", "--chip",
+                                "910B", "-o", out]) == 0
+    assert json.load(open(out))["server_list"][0]["server_id"] == "10.9.8.7"
+    monkeypatch.setattr(validate, "local_addresses", lambda: {"127.0.0.1", "10.9.8.7", "172.17.0.1"})
+    monkeypatch.setattr(host_ip, "default_route_address", lambda: None)
+    assert rank_table_cli.main(["--devices", "0-1", "--hccn-conf", str(conf), "--no-hccn-tool", "--chip",
+                                "910B", "-o", str(tmp_path / "other.json")]) == 2
+    assert "resolves to loopback 127.0.1.1 and it has several addresses" in capsys.readouterr().err
+    assert not os.path.exists(str(tmp_path / "other.json"))
