@@ -37,7 +37,7 @@ def _parsers():
                                    "remapped with --visible-devices / ASCEND_RT_VISIBLE_DEVICES); "
                                    "their order is the rank order")
     build_parser.add_argument("--server-ip", help="this server's id in the table (default: the IP of the "
-                                                  "host name)")
+                                                  "host name, never loopback)")
     build_parser.add_argument("--hccn-conf", help="file with address_<device>=<ip> lines; when given, it is "
                                                   "used instead of hccn_tool (default: hccn_tool, then "
                                                   "/etc/hccn.conf)")
