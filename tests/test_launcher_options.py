@@ -59,6 +59,7 @@ def trainer_message(*argv):
     (MODEL + ["--data_path", "missing_dir"], "missing_dir"),
     (MODEL + ["--epochs", "zero"], "trainer option: argument --epochs"),
     (MODEL + ["--resume", "nothere/model.ckpt-5"], "--resume nothere/model.ckpt-5: no such checkpoint"),
+    (MODEL + ["--finetune", "nothere"], "--finetune nothere: no such checkpoint"),
     (MODEL + ["--data-path", "synthetic:10:40", "--batch-size", "32"],
      "fewer than one global batch (32 x 2 ranks); lower --batch-size"),
 ])

@@ -177,6 +177,8 @@ def parse_flags(argv):
         raise TrainError("--freeze-backbone needs --finetune CKPT (a backbone to keep)")
     check_data_flags(args)
     check_resume(args)
+    if args.finetune:
+        checkpoint_path(args.finetune, "--finetune")
     args.lr_boundaries = parse_boundaries(args.lr_boundaries)
     if args.lr_schedule == "piecewise" and not args.lr_boundaries:
         raise TrainError("--lr-schedule piecewise needs --lr-boundaries, e.g. --lr-boundaries 30,60,80")
@@ -193,18 +195,25 @@ def check_resume(args):
         return
     if not value:
         raise TrainError("--resume needs auto, never or a checkpoint path")
+    args.resume = checkpoint_path(value, "--resume", "auto, never or ")
+
+
+def checkpoint_path(value, flag, also=""):
+    """A checkpoint prefix or a directory holding one, from what a user typed (the prefix, its .index or
+    .data file, a directory); TrainError naming ``flag`` when there is none. No TensorFlow: the launcher
+    checks --resume PATH and --finetune with it before any rank starts."""
     prefix = value[:-len(".index")] if value.endswith(".index") else value
     if ".data-" in prefix:
         prefix = prefix.split(".data-")[0]
     if os.path.isdir(prefix):
         if not os.path.exists(os.path.join(prefix, "checkpoint")):
-            raise TrainError("--resume %s: that directory holds no checkpoint (no `checkpoint` index file); "
-                             "give a checkpoint prefix such as DIR/model.ckpt-1000, auto or never" % value)
-        return
+            raise TrainError("%s %s: that directory holds no checkpoint (no `checkpoint` index file); give "
+                             "%sa checkpoint prefix such as DIR/model.ckpt-1000" % (flag, value, also))
+        return prefix
     if not os.path.exists(prefix + ".index"):
-        raise TrainError("--resume %s: no such checkpoint (no %s.index); give auto, never or a checkpoint "
-                         "prefix such as DIR/model.ckpt-1000" % (value, prefix))
-    args.resume = prefix
+        raise TrainError("%s %s: no such checkpoint (no %s.index); give %sa checkpoint prefix such as "
+                         "DIR/model.ckpt-1000" % (flag, value, prefix, also))
+    return prefix
 
 
 def parse_boundaries(text):
