@@ -118,19 +118,27 @@ def in_launcher_words(message):
 def resolve(args, facts, hccn_conf=None, detect_chip=None):
     """(table, local server entry, source path or None): load and check a given table, or build one."""
     try:
-        chip = choose_chip(args.get("chip"), (detect_chip or devices.detect_chip)())
+        told = args.get("chip") or (detect_chip or devices.detect_chip)()
+        chip = choose_chip(told, None)
         path, kind = table_source(args, facts["environ"])
         visible = facts.get("ascend_visible") or None
         if path:
+            # a pod knows its UID / node IP / pod IP (downward API env): it finds its server with them, and
+            # a finished table without this pod (the previous run's, after a RestartJob) is waited for
+            identity = validate.PodIdentity.from_env(facts["environ"])
+            addresses = [facts["hostname"]] + list(facts["addresses"])
             wait = table_wait(args, kind)
             where, how = source_text(path, kind, facts["environ"])
             if not os.path.exists(path) and not wait:
                 raise LaunchError("%s does not exist; %s (if a scheduler writes it later, add --table-wait S "
                                   "to wait for it)" % (where, how.replace("fix it, ", "").replace(
                                       "fix it or ", "")))
+            # the chip given or detected; else the table tells (hardware_type, 16-device servers) or 910A
+            for_pod = validate.table_for_pod(identity, addresses, scheduler=kind == FROM_SCHEDULER)
             try:
                 table = validate.load_table(path, wait_timeout=wait, poll_interval=1.0,
-                                            on_wait=_WaitNotice(), chip=chip)
+                                            on_wait=_WaitNotice(), chip=told,
+                                            device_count=_host_device_count(facts), accept=for_pod)
             except rank_table.RankTableError as error:
                 hint = "" if wait or kind == FROM_SCHEDULER else \
                     " (if a scheduler is still writing it, add --table-wait S)"
@@ -138,9 +146,10 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
                                   % (where, in_launcher_words(str(error)), hint, how)) from None
             server = validate.find_local_server(table, server_id=args.get("server_id"),
                                                 node_rank=args.get("node_rank"),
-                                                addresses=[facts["hostname"]] + list(facts["addresses"]))
+                                                addresses=addresses, identity=identity)
             if args.get("devices"):
-                logical = devices.parse_device_spec(args["devices"], facts.get("ascend_count") or 8)
+                logical = devices.parse_device_spec(args["devices"], facts.get("ascend_count") or
+                                                    devices.device_count_for(table.chip))
                 physical = devices.logical_to_physical(logical, visible) if visible else logical
                 validate.check_matches_devices(server, physical)
             return table, server, os.path.abspath(path)
@@ -155,6 +164,12 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
         return table, _only_server(table), None
     except rank_table.RankTableError as error:
         raise LaunchError(in_launcher_words(str(error))) from None
+
+
+def _host_device_count(facts):
+    """Devices this host shows (the highest physical id + 1), so a table may use all of them; None if none."""
+    visible = facts.get("ascend_visible") or []
+    return max(visible) + 1 if visible else None
 
 
 def check_physical_legal(logical, physical, chip):

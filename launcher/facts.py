@@ -76,17 +76,21 @@ def gpu_visible(environ):
 
 
 def ascend_facts(environ, wanted):
-    """(device count, visible physical ids) of Ascend devices; (0, []) unless npu may be chosen."""
+    """(device count, visible physical ids in logical order) of Ascend devices; (0, []) unless npu may be
+    chosen. A pod given physical 4-7 sees /dev/davinci4..7 (or ASCEND_VISIBLE_DEVICES=4-7): its ranks get
+    the logical ids 0-3 the adapter expects (ASCEND_RT_VISIBLE_DEVICES, when set, still wins)."""
     if not wanted:
         return 0, []
     from rank_table import devices as rt_devices
-    count = rt_devices.count_ascend_devices()
-    if not count:
+    try:
+        given = rt_devices.container_devices(environ)
+        chosen = rt_devices.visible_devices(environ, None, device_count=rt_devices.MAX_DEVICE_COUNT)
+    except rt_devices.RankTableError as error:
+        from launcher.errors import LaunchError
+        raise LaunchError(str(error)) from None
+    if not given:
         return 0, []
-    visible = list(range(count))
-    if rt_devices is not None and hasattr(rt_devices, "visible_devices"):
-        visible = list(rt_devices.visible_devices(environ, None) or visible)
-    return count, visible
+    return len(given), list(chosen or given)
 
 
 def gather(backend="auto"):

@@ -24,13 +24,24 @@ TEMPLATE = "volcano_job.yaml.j2"
 # Where HCCL-Controller's ConfigMap (or Ascend Operator's file) appears inside every pod.
 TABLE_PATH = SCHEDULER_TABLE_PATHS[0]     # where Ascend's operator mounts the job's rank table
 TABLE_DIR = os.path.dirname(TABLE_PATH)
-# A 910 server takes 1, 2, 4 or 8 cards per job (CANN: 1·n, 2·n, 4·n or 8·n over n servers).
-LEGAL_DEVICES_PER_SERVER = (1, 2, 4, 8)
+# NPUs per server a job may take: a 910A server 1, 2, 4 or 8 (CANN: 1·n, 2·n, 4·n or 8·n over n servers); the
+# 910B family (Atlas A2 / A3) any count up to 8, or all 16 of a 16-NPU server (Huawei's 910b samples: 16).
+LEGAL_DEVICES_PER_SERVER = {"910A": (1, 2, 4, 8), "910B": (1, 2, 3, 4, 5, 6, 7, 8, 16)}
 MAX_DEVICES = 8
 TASK_NAME = "worker"
 CONTAINER_NAME = "launcher"
-# The node's address as Kubernetes expands it in a container command (the env var comes from the manifest).
-SERVER_ID_REF = "$(XDL_IP)"
+# Labels HCCL-Controller / Ascend Operator and the Ascend Volcano plugin look for, per chip (mindxdl-deploy
+# samples/train/basic-training/ranktable/yaml/{910,910b}/a800_tensorflow_vcjob.yaml).
+RING_LABEL = {"910A": "ascend-910", "910B": "ascend-910b"}
+# Node label values of Ascend's nodeSelector `host-arch`; older Ascend Volcano plugins refuse pods without it.
+HOST_ARCH = {"arm": "huawei-arm", "x86": "huawei-x86"}
+# CANN's environment script in Huawei's images (utils.sh in the samples sources it before training).
+DEFAULT_SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
+# `bash -c SCRIPT SET_ENV CMD...`: $0 is the script to source, "$@" the launcher's argv (no quoting needed).
+# A missing script is one line naming the fix and exit 2, like every other mistake.
+SHELL_PREFIX = ["/bin/bash", "-c",
+                '[ -f "$0" ] || { echo "launcher: error: CANN environment script $0 not found in the image; '
+                'render the job with --set-env PATH" >&2; exit 2; }; source "$0" && exec "$@"']
 # Launcher flags the manifest sets itself: giving them again would contradict it.
 RESERVED_FLAGS = ("--backend", "--rank-table", "--server-id", "--node-rank", "--job-id", "--nnodes",
                   "--master-addr", "--master-port", "--hosts", "--devices")
@@ -38,7 +49,9 @@ FIXED_VOLUMES = (
     # (name, kind, source, mount path)
     ("ascend-910-config", "configMap", None, TABLE_DIR),  # source: the job's ConfigMap
     ("ascend-driver", "hostPath", "/usr/local/Ascend/driver", "/usr/local/Ascend/driver"),
+    ("ascend-add-ons", "hostPath", "/usr/local/Ascend/add-ons", "/usr/local/Ascend/add-ons"),
     ("npu-log", "hostPath", "/var/log/npu", "/var/log/npu"),
+    ("localtime", "hostPath", "/etc/localtime", "/etc/localtime"),
 )
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -58,10 +71,33 @@ def check_dns_label(value, what):
                        "with a letter or digit, at most 63 characters (e.g. mobilenetv3-8p)" % (what, value))
 
 
-def check_devices_per_server(count):
-    if count not in LEGAL_DEVICES_PER_SERVER:
-        raise K8sError("--devices-per-server %d is not legal on an Ascend 910 server: use one of %s"
-                       % (count, ", ".join(str(n) for n in LEGAL_DEVICES_PER_SERVER)))
+def check_devices_per_server(count, chip="910A"):
+    legal = LEGAL_DEVICES_PER_SERVER[chip]
+    if count not in legal:
+        raise K8sError("--devices-per-server %d is not legal on an Ascend %s server: use one of %s"
+                       % (count, chip, ", ".join(str(n) for n in legal)))
+
+
+def image_arch(image):
+    """"arm" or "x86" when the image reference names its architecture (…-aarch64, arm64, x86_64, amd64)."""
+    text = image.lower()
+    if re.search(r"(aarch64|arm64|[^a-z]arm[^a-z]|arm$)", text):
+        return "arm"
+    if re.search(r"(x86_64|x86|amd64)", text):
+        return "x86"
+    return None
+
+
+def node_selector(args):
+    """host-arch (from --arch, else the image's name, else huawei-arm: Atlas 800 training servers are ARM),
+    accelerator-type for 910B (module-910b-8 / -16), then the user's --node-selector (which wins)."""
+    arch = args.arch or image_arch(args.image) or "arm"
+    selector = {"host-arch": HOST_ARCH[arch]}
+    if args.chip == "910B":
+        selector["accelerator-type"] = "module-910b-%d" % (16 if args.devices_per_server > 8 else 8)
+    for key, value in (parse_key_value(text, "--node-selector") for text in args.node_selector):
+        selector[key] = value
+    return sorted(selector.items())
 
 
 def check_printable(value, what):
@@ -152,16 +188,17 @@ def build_volumes(name, host_paths, nfs_mounts):
     return volumes
 
 
-def launcher_command(python, job_id, training_args, find_server="node-ip"):
-    """What each pod runs: the launcher on the scheduler's table, finding its own server entry.
+def launcher_args(python, job_id, training_args):
+    """The launcher's argv in each pod: the scheduler's table; the launcher finds its own server from what
+    the pod knows (POD_UID vs server_id, POD_IP vs container_ip, XDL_IP vs server_id/host_ip), so every
+    generation of HCCL-Controller / Ascend Operator works without a flag."""
+    return ([python, "-m", "launcher", "--backend", "npu", "--rank-table", TABLE_PATH, "--job-id", job_id]
+            + list(training_args))
 
-    ``node-ip``: the table's server_id is the node's address (HCCL-Controller, and Huawei's samples match
-    server_id against status.hostIP). ``address``: the launcher matches the pod's own addresses against
-    server_id, host_ip and container_ip (Ascend Operator's container_ip, or pods on the host network).
-    """
-    server = ["--server-id", SERVER_ID_REF] if find_server == "node-ip" else []
-    return ([python, "-m", "launcher", "--backend", "npu", "--rank-table", TABLE_PATH] + server
-            + ["--job-id", job_id] + list(training_args))
+
+def launcher_command(python, job_id, training_args, set_env=DEFAULT_SET_ENV):
+    """What each pod runs: bash sources CANN's set_env.sh, then execs the launcher (``launcher_args``)."""
+    return SHELL_PREFIX + [set_env] + launcher_args(python, job_id, training_args)
 
 
 def plan_manifest(args, extra):
@@ -176,7 +213,7 @@ def plan_manifest(args, extra):
     if len(longest_pod) > 63:
         raise K8sError("job name %r is too long: pod names like %s must fit in 63 characters; shorten it to "
                        "%d characters" % (args.name, longest_pod, 63 - (len(longest_pod) - len(args.name))))
-    check_devices_per_server(args.devices_per_server)
+    check_devices_per_server(args.devices_per_server, args.chip)
     if not args.image or any(c.isspace() for c in args.image) or not args.image.isprintable():
         raise K8sError("--image %r: give a container image reference without spaces (e.g. "
                        "registry.example.com/ascend/train:1.0)" % args.image)
@@ -185,14 +222,19 @@ def plan_manifest(args, extra):
         raise K8sError("--job-id %r: use letters, digits, '-' and '_' only" % job_id)
     if args.max_retry < 0:
         raise K8sError("--max-retry %d: give 0 or more" % args.max_retry)
-    for value, flag in ((args.python, "--python"), (args.workdir or "", "--workdir")):
+    for value, flag in ((args.python, "--python"), (args.workdir or "", "--workdir"),
+                        (args.set_env, "--set-env")):
         check_printable(value, flag)
+    if not args.set_env.startswith("/"):
+        raise K8sError("--set-env %r: give the absolute path of CANN's set_env.sh inside the image "
+                       "(default %s)" % (args.set_env, DEFAULT_SET_ENV))
     if args.workdir and not args.workdir.startswith("/"):
         raise K8sError("--workdir %r: give an absolute path inside the image" % args.workdir)
-    node_selector = [parse_key_value(text, "--node-selector") for text in args.node_selector]
+    selector = node_selector(args)
     volumes = build_volumes(args.name, args.host_path, args.nfs)
-    command = launcher_command(args.python, job_id, passthrough_args(extra), args.find_server)
-    check_launcher_args(command[3:])
+    training = passthrough_args(extra)
+    check_launcher_args(launcher_args(args.python, job_id, training)[3:])
+    command = launcher_command(args.python, job_id, training, args.set_env)
     return {
         "name": args.name,
         "namespace": args.namespace,
@@ -207,7 +249,8 @@ def plan_manifest(args, extra):
         "pull_policy": args.pull_policy,
         "workdir": args.workdir,
         "table_dir": TABLE_DIR,
-        "node_selector": node_selector,
+        "node_selector": selector,
+        "ring_label": RING_LABEL[args.chip],
         "volumes": volumes,
         "command": command,
     }
@@ -246,15 +289,20 @@ def build_parser():
     parser.add_argument("--servers", type=int, default=1,
                         help="number of servers = pods = replicas (default 1)")
     parser.add_argument("--devices-per-server", type=int, default=MAX_DEVICES,
-                        help="NPUs per server: 1, 2, 4 or 8 (default 8)")
+                        help="NPUs per server: 1, 2, 4 or 8 on 910A; 1-8 or 16 on 910B (default 8)")
+    parser.add_argument("--chip", choices=sorted(RING_LABEL), default="910A",
+                        help="NPU generation of the nodes: sets the ring-controller.atlas label (ascend-910 "
+                             "/ ascend-910b) and, for 910B, the accelerator-type node selector (910A)")
+    parser.add_argument("--arch", choices=sorted(HOST_ARCH),
+                        help="node CPU architecture for the host-arch node selector (default: from the image "
+                             "name, e.g. ...-aarch64 / ...-x86_64, else arm)")
+    parser.add_argument("--set-env", default=DEFAULT_SET_ENV, metavar="PATH",
+                        help="CANN's set_env.sh inside the image, sourced before the launcher (default %s)"
+                             % DEFAULT_SET_ENV)
     parser.add_argument("--job-id", default=None, help="JOB_ID shared by every rank (default: the job name)")
     parser.add_argument("--queue", default="default", help="Volcano queue (default: default)")
     parser.add_argument("--max-retry", type=int, default=3,
                         help="whole-job restarts Volcano may do (default 3)")
-    parser.add_argument("--find-server", choices=("node-ip", "address"), default="node-ip",
-                        help="how each pod finds its server in the table: node-ip = server_id is the node's "
-                             "address (HCCL-Controller; default); address = match the pod's addresses "
-                             "against server_id/host_ip/container_ip (Ascend Operator, host network)")
     parser.add_argument("--python", default="python3", help="Python inside the image (default python3)")
     parser.add_argument("--workdir", default=None, help="working directory in the image (the project root)")
     parser.add_argument("--pull-policy", default="IfNotPresent", choices=("IfNotPresent", "Always", "Never"))

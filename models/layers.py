@@ -13,13 +13,16 @@ IMPLEMENTATIONS = (SPLIT, NATIVE)
 
 
 def default_grouped_implementation():
-    """The fastest correct grouped 1x1 form on this TensorFlow.
+    """The grouped 1x1 form that runs everywhere: split into g convolutions.
 
-    TF 2.x's Conv2D kernel runs grouped convolution natively (input depth = groups * kernel depth) on CPU
-    and GPU: one op instead of split + g convs + concat, measured faster in bench/bench_models.py.
-    TF 1.15 (the Ascend stack) has no grouped Conv2D kernel, so there it is split into g convolutions.
+    TF 2.x's Conv2D takes grouped kernels (input depth = groups * kernel depth) only where a grouped
+    kernel exists: cuDNN on GPU and oneDNN on CPU. Eigen's CPU kernels (TF's default where oneDNN is off,
+    e.g. on AMD EPYC hosts) refuse the gradient ("filter_size does not have enough elements") and
+    grappler's fused Conv2D+BatchNorm refuses the inference graph ("Fused conv implementation does not
+    support grouped convolutions"); TF 1.15 (the Ascend stack) has no grouped Conv2D at all.
+    ``native`` stays available for hosts known to have the kernels.
     """
-    return NATIVE if IS_TF2 else SPLIT
+    return SPLIT
 
 
 def hard_sigmoid(x):

@@ -58,8 +58,8 @@ def unit_names(arch):
 def build_shufflenet_v1(arch, num_classes, input_shape, dropout=0.0, implementation=None):
     """A functional tf.keras.Model: float32 images ``input_shape`` (H, W, 3) -> logits [N, num_classes].
 
-    ``implementation`` picks the grouped 1x1 form ('native' or 'split'; default: the fastest correct
-    one on this TensorFlow, see ``models.layers.default_grouped_implementation``).
+    ``implementation`` picks the grouped 1x1 form ('native' or 'split'; default: the one that runs on
+    every host, see ``models.layers.default_grouped_implementation``).
     """
     layers = tf.keras.layers
     inputs = tf.keras.Input(shape=tuple(input_shape), dtype="float32", name="images")

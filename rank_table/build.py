@@ -97,5 +97,11 @@ def merge_tables(tables):
     for table in tables:
         for server in table.servers:
             ordered = sorted(server.devices, key=lambda device: device.rank_id)
+            for device in ordered:
+                if device.device_ip is None:
+                    raise RankTableError("%s: server %s device %d has no device_ip; a merged table spans "
+                                         "servers, so every device needs one (hccn_tool -i %d -ip -g)"
+                                         % (table.source, server.server_id, device.device_id,
+                                            device.device_id))
             servers.append((server.server_id, [(device.device_id, device.device_ip) for device in ordered]))
     return build_table(servers)

@@ -24,8 +24,8 @@ def _common(parser):
     parser.add_argument("--chip", choices=devices.CHIPS,
                         help="chip whose device rules apply (default: detected with npu-smi or "
                              "/dev/davinci*; 910A when none is found)")
-    parser.add_argument("--device-count", type=int, default=devices.DEFAULT_DEVICE_COUNT, metavar="N",
-                        help="devices per server (default %(default)s)")
+    parser.add_argument("--device-count", type=int, default=None, metavar="N",
+                        help="devices per server (default: the chip's, 8 on 910A, 16 on 910B/A3)")
 
 
 def _parsers():
@@ -75,8 +75,9 @@ def _parsers():
     return {"build": build_parser, "validate": validate_parser, "merge": merge_parser}
 
 
-def _chip(args, say):
-    """The chip from --chip, else detected, else 910A (said aloud)."""
+def _chip(args, say, table_tells=False):
+    """The chip from --chip, else detected, else (building) 910A said aloud, or (reading) None: the table
+    then tells (hardware_type, super-pod fields, device ids beyond 7) or 910A applies."""
     if args.chip:
         say("chip: %s (--chip)" % args.chip)
         return args.chip
@@ -84,8 +85,15 @@ def _chip(args, say):
     if detected:
         say("chip: %s (detected; --chip overrides)" % detected)
         return detected
+    if table_tells:
+        return None
     say("chip: 910A (assumed: no Ascend device found here; pass --chip 910B for Atlas A2)")
     return "910A"
+
+
+def _device_count(args, chip):
+    """--device-count, else the chip's number of devices per server."""
+    return args.device_count or devices.device_count_for(chip)
 
 
 def _host_ip():
@@ -113,11 +121,12 @@ def _server_sources(args):
 
 
 def run_build(args, say):
-    logical = devices.parse_device_spec(args.devices, args.device_count)
-    visible = devices.visible_devices(flag=args.visible_devices, device_count=args.device_count)
+    chip = _chip(args, say)
+    count = _device_count(args, chip)
+    logical = devices.parse_device_spec(args.devices, count)
+    visible = devices.visible_devices(flag=args.visible_devices, device_count=count)
     physical = devices.logical_to_physical(logical, visible)
     sources = _server_sources(args)
-    chip = _chip(args, say)
     devices.check_legal(physical, chip, server_count=len(sources))
     servers = []
     for server_id, conf, use_tool in sources:
@@ -152,9 +161,13 @@ def run_validate(args, say):
     if not path:
         raise RankTableError("no rank table given: pass FILE, set RANK_TABLE_FILE, or mount %s"
                              % validate.SCHEDULER_TABLE_PATHS[0])
-    chip = _chip(args, say)
+    chip = _chip(args, say, table_tells=True)
     table = validate.load_table(path, wait_timeout=args.wait, poll_interval=args.poll, chip=chip,
                                 on_wait=lambda message: say(message), device_count=args.device_count)
+    if chip is None:
+        say("chip: %s (%s; --chip overrides)" % (table.chip, "no Ascend device found here, 910A"
+                                                 if table.chip_reason == "assumed" else
+                                                 "the table says so: " + table.chip_reason))
     say("%s: OK, template %d%s, %d server(s), %d ranks" % (
         path, table.template, " (version %s)" % table.version if table.version else " (group_list)",
         len(table.servers), table.rank_size))
@@ -164,10 +177,10 @@ def run_validate(args, say):
 
 
 def run_merge(args, say):
-    chip = _chip(args, say)
+    chip = _chip(args, say, table_tells=True)
     tables = [validate.load_table(path, chip=chip, device_count=args.device_count) for path in args.files]
     merged = build.merge_tables(tables)
-    parse_table(merged, source="merged table", chip=chip, device_count=args.device_count)
+    parse_table(merged, source="merged table", chip=chip or tables[0].chip, device_count=args.device_count)
     path = build.write_table(merged, args.output, overwrite=args.force)
     say("wrote %s (%s server(s), %d ranks)" % (path, merged["server_count"],
                                               sum(len(s["device"]) for s in merged["server_list"])))
@@ -184,7 +197,7 @@ def main(argv=None):
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "build"
     try:
         args = _parsers()[command].parse_args(argv)
-        if args.device_count < 1:
+        if args.device_count is not None and args.device_count < 1:
             raise RankTableError("--device-count must be at least 1")
         runner = {"build": run_build, "validate": run_validate, "merge": run_merge}[command]
         return runner(args, say)

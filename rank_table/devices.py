@@ -12,6 +12,10 @@ from rank_table.errors import RankTableError
 
 DEFAULT_DEVICE_COUNT = 8
 CHIPS = ("910A", "910B")
+# Devices one server can hold, per chip family: 910A servers have 8; the 910B family covers Atlas A2 (8, or
+# 16 on the A2 Box16) and Atlas A3 servers, whose version-1.0 tables list 16 devices (MindIE-LLM docs).
+CHIP_DEVICE_COUNT = {"910A": 8, "910B": 16}
+MAX_DEVICE_COUNT = max(CHIP_DEVICE_COUNT.values())
 VISIBLE_ENV = "ASCEND_RT_VISIBLE_DEVICES"
 
 # npu-smi "Name" column values of the first-generation Ascend 910 (Atlas 800 9000 / 300T): the same
@@ -20,7 +24,7 @@ VISIBLE_ENV = "ASCEND_RT_VISIBLE_DEVICES"
 _FIRST_GEN_NAMES = ("910A", "910B", "910ProA", "910ProB", "910PremiumA")
 _NPU_ROW = re.compile(r"^\|\s*(\d+)\s+(\S+)\s+\|")
 _DAVINCI = re.compile(r"^davinci(\d+)$")
-_SPEC_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+_SPEC_ITEM = re.compile(r"^([0-9]{1,6})(?:-([0-9]{1,6}))?$")
 
 
 def parse_device_spec(spec, device_count=DEFAULT_DEVICE_COUNT, what="--devices"):
@@ -129,6 +133,24 @@ def chip_from_name(name):
     return None
 
 
+def chip_from_hardware_type(value):
+    """"910A", "910B" or None for a rank table's ``hardware_type`` (Ascend Operator writes e.g.
+    "800I-A2-32G", "800I-A3-64G"). Only names that tell the generation count; a bare "Ascend910" does not."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    name = value.strip()
+    if chip_from_name(name) == "910A" or re.match(r"^(Ascend)?910(Pro|Premium)?A", name):
+        return "910A"
+    if re.search(r"(^|[^A-Za-z0-9])A[23]([^0-9]|$)|910B|910_93|910C", name.upper()):
+        return "910B"
+    return None
+
+
+def device_count_for(chip):
+    """Devices per server under ``chip``'s rules (the largest server of that family; 16 when unknown)."""
+    return CHIP_DEVICE_COUNT.get(chip, MAX_DEVICE_COUNT)
+
+
 def _npu_smi_names(npu_smi):
     """Chip names in the NPU rows of `npu-smi info`; empty when the tool is missing or fails."""
     path = shutil.which(npu_smi)
@@ -156,6 +178,48 @@ def count_ascend_devices(dev_dir="/dev"):
     except OSError:
         return 0
     return sum(1 for entry in entries if _DAVINCI.match(entry))
+
+
+def davinci_ids(dev_dir="/dev"):
+    """Physical ids of the /dev/davinci<N> nodes, sorted. Inside a container they keep their host names
+    (ascend-docker-runtime mounts /dev/davinci4..7 for physical 4-7), so their order is the logical order."""
+    try:
+        entries = os.listdir(dev_dir)
+    except OSError:
+        return []
+    return sorted(int(m.group(1)) for m in (_DAVINCI.match(e) for e in entries) if m)
+
+
+_VISIBLE_ITEM = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]*-)?([0-9]{1,4})(?:-([0-9]{1,4}))?$")
+
+
+def parse_ascend_visible(value):
+    """Physical ids in ASCEND_VISIBLE_DEVICES as ascend-docker-runtime reads it: "4,5", "4-7", or the device
+    plugin's names "Ascend910-4,Ascend910-5"; sorted, without repeats. Garbage raises ``RankTableError``."""
+    ids = set()
+    for item in str(value).split(","):
+        item = item.strip()
+        match = _VISIBLE_ITEM.match(item)
+        if not match:
+            raise RankTableError("ASCEND_VISIBLE_DEVICES %r: %r is not a device id, range or name such as "
+                                 "Ascend910-4" % (value, item))
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise RankTableError("ASCEND_VISIBLE_DEVICES %r: range %r is reversed" % (value, item))
+        ids.update(range(first, last + 1))
+    return sorted(ids)
+
+
+def container_devices(env=None, dev_dir="/dev"):
+    """Physical ids of the NPUs this container was given, in logical order: the /dev/davinci<N> nodes,
+    else (no nodes visible, e.g. a dry run of the pod's command) ASCEND_VISIBLE_DEVICES; [] if neither."""
+    ids = davinci_ids(dev_dir)
+    if ids:
+        return ids
+    env = os.environ if env is None else env
+    value = (env.get("ASCEND_VISIBLE_DEVICES") or "").strip()
+    return parse_ascend_visible(value) if value else []
 
 
 def detect_chip(npu_smi="npu-smi", dev_dir="/dev"):

@@ -159,9 +159,9 @@ def test_validate_reports_and_refuses(tmp_path):
     (tmp_path / "int.json").write_text(json.dumps(data))
     assert_one_line_error(run(["validate", "int.json", "--chip", "910A"], tmp_path),
                           "rank_id is 3 (int); HCCL expects every value as a string")
-    data["version"] = "1.2"
-    (tmp_path / "v12.json").write_text(json.dumps(data))
-    assert_one_line_error(run(["validate", "v12.json", "--chip", "910A"], tmp_path), "version \"1.2\"")
+    data["version"] = "2.0"
+    (tmp_path / "v20.json").write_text(json.dumps(data))
+    assert_one_line_error(run(["validate", "v20.json", "--chip", "910A"], tmp_path), "version \"2.0\"")
 
 
 def test_validate_waits_for_initializing_then_gives_up(tmp_path):
