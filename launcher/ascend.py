@@ -105,6 +105,7 @@ LAUNCHER_WORDS = (
     ("raise --wait", "raise --table-wait"), ("(--wait SECONDS)", "(--table-wait SECONDS)"),
     ("pass --device-count if it has more", "check npu-smi info and ASCEND_RT_VISIBLE_DEVICES"),
     ("(pass --device-count if the server has more)", "(check npu-smi info on that server)"),
+    ("(pass --chip or --device-count if the server has more)", "(pass --chip 910B if the server has more)"),
     ("pass --server-ip", "pass --server-id"), ("--visible-devices / ", ""),
 )
 

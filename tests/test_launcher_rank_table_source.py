@@ -122,3 +122,26 @@ def test_the_rank_table_command_never_writes_a_loopback_server_id(tmp_path, monk
                                 "910B", "-o", str(tmp_path / "other.json")]) == 2
     assert "resolves to loopback 127.0.1.1 and it has several addresses" in capsys.readouterr().err
     assert not os.path.exists(str(tmp_path / "other.json"))
+
+
+def test_every_rank_table_flag_in_its_messages_is_translated_for_the_launcher():
+    """Each flag the rank_table package names in a message either exists in the launcher or is rewritten by
+    ascend.in_launcher_words (so no launcher error names --device-count, --wait, --server-ip ...)."""
+    import re
+
+    from launcher import cli
+    here = os.path.join(ROOT, "rank_table")
+    launcher_flags = set(name for name in cli.build_parser()._option_string_actions if name.startswith("--"))
+    for name in sorted(os.listdir(here)):
+        if not name.endswith(".py") or name in ("cli.py", "__main__.py"):
+            continue
+        text = open(os.path.join(here, name)).read()
+        for literal in re.findall(r'"([^"\n]*--[a-z][^"\n]*)"', text):
+            shown = ascend.in_launcher_words(literal)
+            if "what=" in literal or literal in ("--visible-devices", "--server-ip") or \
+                    "pass --force" in literal:
+                # a flag name the caller passes in (the launcher passes its own); build.write_table's
+                # refusal (the launcher moves an old table aside before writing, never sees it)
+                continue
+            for flag in re.findall(r"--[a-z][a-z0-9-]*", shown):
+                assert flag in launcher_flags, (name, literal, shown)
