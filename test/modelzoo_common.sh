@@ -9,6 +9,8 @@ modelzoo_usage() {
     echo "usage: bash test/$(basename "$0") --data_path=DIR [--model=mobilenetv3_large|mobilenetv3_small|shufflenetv1]" \
          "[--batch=N] [--epochs=N] [--learning_rate=LR] [--precision_mode=MODE] [--max_step=N]" \
          "[--image_size=PX] [--save_interval=N] [--rank_size=N] [--network=NAME] [--output_dir=DIR]" \
+         "[--iterations_per_loop=N] [--loss_scale=dynamic|off|N] [--modeldir=DIR] [--profiling=True]" \
+         "[--over_dump=True] [--data_dump_flag=True] [--data_dump_step=STEPS] [--bind_core=1]" \
          "[any other trainer option, e.g. --label_offset=1 --no_eval (python -m train --help)]"
 }
 
@@ -33,6 +35,9 @@ modelzoo_main() {
     local precision_mode="allow_mix_precision" max_step="" save_interval="" network="" output_dir=""
     local rank_size="8" para key value bare
     local -a further=()
+    # ModelZoo's NPU flags: loop sinking, loss scaling and the debugging switches (NPU-only ones say so)
+    local iterations_per_loop="" loss_scale="" modeldir="" profiling="" over_dump="" data_dump_flag=""
+    local data_dump_step="" bind_core=""
     if [ "$MODE" = performance ]; then
         max_step="1000"
     fi
@@ -51,7 +56,9 @@ modelzoo_main() {
         esac
         case "$key" in
             --data_path|--model|--batch|--batch_size|--epochs|--learning_rate|--precision_mode|--max_step|\
-            --max_train_step|--image_size|--save_interval|--rank_size|--network|--output_dir)
+            --max_train_step|--image_size|--save_interval|--rank_size|--network|--output_dir|\
+            --iterations_per_loop|--loss_scale|--modeldir|--model_dir|--profiling|--over_dump|--data_dump_flag|\
+            --data_dump_step|--bind_core)
                 [ -n "$value" ] || modelzoo_fail "$key needs a value, e.g. $key=VALUE" ;;
         esac
         case "$key" in
@@ -67,6 +74,14 @@ modelzoo_main() {
             --rank_size) rank_size="$value" ;;
             --network) network="$value" ;;
             --output_dir) output_dir="$value" ;;
+            --iterations_per_loop) iterations_per_loop="$value" ;;
+            --loss_scale) loss_scale="$value" ;;
+            --modeldir|--model_dir) modeldir="$value" ;;
+            --profiling) profiling="$value" ;;
+            --over_dump) over_dump="$value" ;;
+            --data_dump_flag) data_dump_flag="$value" ;;
+            --data_dump_step) data_dump_step="$value" ;;
+            --bind_core) bind_core="$value" ;;  # accepted: the launcher always binds each rank's cores
             *)
                 # any other option is the trainer's: passed on; the launcher checks it with the trainer's
                 # own parser before anything starts
@@ -76,7 +91,7 @@ modelzoo_main() {
     [ -n "$data_path" ] || modelzoo_fail "--data_path=DIR is required (an image folder with train/ and validation/, \
 a TFRecord folder, or 'synthetic')"
     local name
-    for name in batch epochs rank_size max_step image_size save_interval; do
+    for name in batch epochs rank_size max_step image_size save_interval iterations_per_loop; do
         value="${!name}"
         if [ -n "$value" ] && ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
             modelzoo_fail "--$name must be a positive whole number, not '$value'"
@@ -120,6 +135,16 @@ a TFRecord folder, or 'synthetic')"
     [ -z "$image_size" ] || trainer+=("--image_size=$image_size")
     [ -z "$save_interval" ] || trainer+=("--save_interval=$save_interval")
     [ -z "$max_step" ] || trainer+=("--max_step=$max_step")
+    [ -z "$iterations_per_loop" ] || trainer+=("--iterations_per_loop=$iterations_per_loop")
+    [ -z "$loss_scale" ] || trainer+=("--loss_scale=$loss_scale")
+    [ -z "$profiling" ] || trainer+=("--profiling=$profiling")
+    [ -z "$over_dump" ] || trainer+=("--over_dump=$over_dump")
+    [ -z "$data_dump_flag" ] || trainer+=("--data_dump_flag=$data_dump_flag")
+    [ -z "$data_dump_step" ] || trainer+=("--data_dump_step=$data_dump_step")
+    if [ -n "$modeldir" ]; then
+        case "$modeldir" in /*) ;; *) modeldir="$PWD/$modeldir" ;; esac
+        trainer+=("--modeldir=$modeldir")
+    fi
     trainer+=("${further[@]}")
 
     local backend
@@ -130,6 +155,14 @@ a TFRecord folder, or 'synthetic')"
         echo "$(basename "$0"): no Ascend (or CUDA) device on this host: running on CPU with $rank_size worker(s)"
     else
         echo "$(basename "$0"): running on $backend devices $devices"
+    fi
+    if [ "$backend" != npu ] && [ -n "$profiling$over_dump$data_dump_flag$data_dump_step" ]; then
+        echo "$(basename "$0"): --profiling, --over_dump and --data_dump_* are NPU-only: ignored on $backend"
+    fi
+    [ -z "$bind_core" ] || echo "$(basename "$0"): --bind_core: each rank is bound to its share of the cores (always on)"
+    if [ "$MODE" = performance ] && [ "$backend" = npu ] && [ -z "$iterations_per_loop" ]; then
+        # ModelZoo's loop sinking: the device runs 100 steps per sess.run (the run is whole loops of 100)
+        trainer+=("--iterations_per_loop=100")
     fi
 
     local -a args=(-m launcher --devices "$devices" --model "$model" --data-path "$data_path"
@@ -142,7 +175,8 @@ a TFRecord folder, or 'synthetic')"
         # removed when it ends.
         scratch="$(mktemp -d "${TMPDIR:-/tmp}/modelzoo_perf_ckpt.XXXXXX")" || exit 1
         trap 'rm -rf "$scratch"' EXIT
-        args+=("--resume" "never" "--no-eval" "--no-export" "--checkpoint_dir=$scratch")
+        args+=("--resume" "never" "--no-eval" "--no-export")
+        [ -n "$modeldir" ] || args+=("--checkpoint_dir=$scratch")
         [ -z "$epochs" ] || args+=(--epochs "$epochs")      # --max_step still bounds the run
     else
         args+=(--epochs "${epochs:-100}")

@@ -1,30 +1,22 @@
-"""The collective backend between real worker processes (tests/backends_worker.py) on loopback ports."""
+"""The collective backend between real worker processes (tests/workers/backends_worker.py) on loopback
+ports. The three lost-peer jobs run side by side: most of their time is a survivor waiting out the timeout."""
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
+from helpers import ROOT, free_ports
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "backends_worker.py")
+from contract.worker_env import WorkerEnv
+
+WORKER = os.path.join(ROOT, "tests", "workers", "backends_worker.py")
 TIMEOUT = 8  # seconds; every collective fails after this
 pytestmark = pytest.mark.slow
-
-
-def free_ports(count):
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 class Job:
@@ -35,11 +27,11 @@ class Job:
         self.procs = {}
 
     def start(self, size, steps, ranks=None, timeout=TIMEOUT, extra=(), ports=None):
-        peers = ",".join("127.0.0.1:%d" % port for port in ports or free_ports(size))
+        peers = ["127.0.0.1:%d" % port for port in ports or free_ports(size)]
         for rank in range(size) if ranks is None else ranks:
-            env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE=str(size), LAUNCH_BACKEND="cpu",
-                       LAUNCH_PEERS=peers, LAUNCH_COLLECTIVE_TIMEOUT=str(timeout),
-                       LAUNCH_INTRA_OP_THREADS="1", LAUNCH_INTER_OP_THREADS="1", JOB_ID="1")
+            settings = WorkerEnv(rank=rank, size=size, backend="cpu", peers=peers, job_id="1",
+                                 collective_timeout=float(timeout), intra_threads=1, inter_threads=1)
+            env = dict(os.environ, **settings.to_env())
             log = open(os.path.join(self.out, "log_%d" % rank), "w")
             self.procs[rank] = subprocess.Popen(
                 [sys.executable, WORKER, "--out", self.out, "--steps", str(steps), "--bucket-bytes", "4096"]
@@ -51,16 +43,13 @@ class Job:
         with open(os.path.join(self.out, "log_%d" % rank)) as handle:
             return handle.read()
 
-    def wait_for_step(self, rank, limit=60):
-        path = os.path.join(self.out, "progress_%d" % rank)
-        deadline = time.time() + limit
-        while time.time() < deadline:
-            if os.path.exists(path):
-                return
-            for proc in self.procs.values():
-                assert proc.poll() is None, "a worker ended early:\n" + self.log(rank)
-            time.sleep(0.2)
-        raise AssertionError("rank %d never finished a step:\n%s" % (rank, self.log(rank)))
+    def finished_a_step(self, rank):
+        """Whether `rank` has finished a training step; an AssertionError if a worker has ended already."""
+        if os.path.exists(os.path.join(self.out, "progress_%d" % rank)):
+            return True
+        for proc in self.procs.values():
+            assert proc.poll() is None, "a worker ended early:\n" + self.log(rank)
+        return False
 
     def kill_all(self):
         for proc in self.procs.values():
@@ -76,6 +65,61 @@ def job(tmp_path):
     running.kill_all()
 
 
+LOST_PEER = {"killed": (signal.SIGKILL, ()), "frozen": (signal.SIGSTOP, ()),
+             "frozen-session-timeout-as-on-tf1.15": (signal.SIGSTOP, ("--session-timeout",))}
+
+
+def wait_timed(proc, timeout, into):
+    """Wait for proc (in a thread of its own) and note its exit code and when it ended, or (None, None)."""
+    try:
+        into.append((proc.wait(timeout=timeout), time.time()))
+    except subprocess.TimeoutExpired:
+        into.append((None, None))
+
+
+@pytest.fixture(scope="module")
+def lost_peers(tmp_path_factory):
+    """The jobs of LOST_PEER started at once; the rank 1 of each is killed or frozen once it is training.
+    Yields {name: (rank 0's exit code or None, seconds from the signal to its end, rank 0's log)}, or the
+    error text for a job whose ranks never got going."""
+    ports = iter(free_ports(2 * len(LOST_PEER)))
+    jobs = {name: Job(tmp_path_factory.mktemp("lost_peer")) for name in LOST_PEER}
+    try:
+        for name, (_, extra) in LOST_PEER.items():
+            jobs[name].start(size=2, steps=10 ** 7, extra=extra, ports=[next(ports), next(ports)])
+        results, waiting, pending = {}, [], dict(LOST_PEER)
+        # Each rank 1 is signalled as soon as it has finished a step, so that no job trains on while the
+        # others start. Started together, the jobs together get the 60 s each had when they ran in turn.
+        deadline = time.time() + 60 * len(jobs)
+        while pending and time.time() < deadline:
+            for name in list(pending):
+                try:
+                    if not jobs[name].finished_a_step(1):
+                        continue
+                except AssertionError as exc:
+                    results[name] = str(exc)
+                    del pending[name]
+                    continue
+                how, _ = pending.pop(name)
+                ended = []
+                thread = threading.Thread(target=wait_timed, args=(jobs[name].procs[0], TIMEOUT + 30, ended))
+                started = time.time()
+                os.kill(jobs[name].procs[1].pid, how)
+                thread.start()
+                waiting.append((name, thread, started, ended))
+            time.sleep(0.2)
+        for name in pending:
+            results[name] = "rank 1 never finished a step:\n" + jobs[name].log(1)
+        for name, thread, started, ended in waiting:
+            thread.join()
+            code, at = ended[0]
+            results[name] = (code, None if at is None else at - started, jobs[name].log(0))
+        yield results
+    finally:
+        for running in jobs.values():
+            running.kill_all()
+
+
 def test_two_ranks_end_with_bit_identical_weights(job):
     job.start(size=2, steps=30)
     for rank, proc in job.procs.items():
@@ -89,18 +133,12 @@ def test_two_ranks_end_with_bit_identical_weights(job):
     assert not np.allclose(first["w1"], 0)
 
 
-@pytest.mark.parametrize("how, extra", [(signal.SIGKILL, ()), (signal.SIGSTOP, ()),
-                                        (signal.SIGSTOP, ("--session-timeout",))],
-                         ids=["killed", "frozen", "frozen-session-timeout-as-on-tf1.15"])
-def test_a_lost_peer_makes_the_survivor_fail_within_the_timeout(job, how, extra):
-    job.start(size=2, steps=10 ** 7, extra=extra)
-    job.wait_for_step(1)
-    started = time.time()
-    os.kill(job.procs[1].pid, how)
-    code = job.procs[0].wait(timeout=TIMEOUT + 30)
-    elapsed = time.time() - started
-    assert code == 3, job.log(0)
-    assert "collective failed" in job.log(0)
+@pytest.mark.parametrize("name", list(LOST_PEER))
+def test_a_lost_peer_makes_the_survivor_fail_within_the_timeout(lost_peers, name):
+    assert not isinstance(lost_peers[name], str), lost_peers[name]
+    code, elapsed, log = lost_peers[name]
+    assert code == 3, log
+    assert "collective failed" in log
     assert elapsed < TIMEOUT + 20  # generous for a loaded machine; without a timeout it would hang forever
 
 

@@ -5,13 +5,12 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT
 from PIL import Image
 
 from data import digits, layout
 from data.errors import DataError
 from data.png import encode_rgb
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_png_writer_round_trips_through_pillow(tmp_path):

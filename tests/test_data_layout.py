@@ -5,13 +5,12 @@ import subprocess
 import sys
 
 import pytest
-from test_data_fixtures import write_folder, write_image
+from helpers import ROOT
+from helpers.images import write_folder, write_image
 
 from data import labels, layout
 from data.errors import DataError
 from data.records import count_records
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def one_line_error(call, *args, **kwargs):

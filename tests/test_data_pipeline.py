@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 import pytest
-from test_data_fixtures import colour_of, corrupt_garbage, corrupt_truncate, write_folder
+from helpers.images import colour_of, corrupt_garbage, corrupt_truncate, write_folder
 
 from data import layout, pipeline
 from data.errors import DataError

@@ -6,8 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT
+from helpers.images import corrupt_garbage, corrupt_truncate, write_folder
 from PIL import Image
-from test_data_fixtures import corrupt_garbage, corrupt_truncate, write_folder
 from test_data_pipeline import SIZE, identify, identity_table, run, run_all
 
 from data import check, convert, layout, pipeline
@@ -16,8 +17,6 @@ from data.layout import DataInfo
 from data.preprocess import MEAN_RGB, STDDEV_RGB
 from data.records import count_records
 from tfcompat import tf
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def as_eval_of_train(info):

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference")
 COPIED = ("tfcompat", "tools", "contract", "launcher", "models", "data", "train", "rank_table",
           "pyproject.toml")

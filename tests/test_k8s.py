@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import yaml
+from helpers import ROOT
 
 from launcher import k8s
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NPU = "huawei.com/Ascend910"
 K8S_CLI = [sys.executable, "-m", "launcher", "k8s"]

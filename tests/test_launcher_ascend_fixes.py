@@ -6,18 +6,17 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT, project_env
 
 from launcher import ascend
 from launcher.errors import LaunchError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HCCN_A = os.path.join(ROOT, "tests", "fixtures", "rank_table", "hccn_server_a.conf")
 ONE_SERVER = [("10.0.0.1", [(0, "192.168.1.1"), (1, "192.168.1.2")])]
 
 
 def launcher(tmp_path, *argv):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    env.pop("RANK_TABLE_FILE", None)
+    env = project_env()
     return subprocess.Popen([sys.executable, "-m", "launcher"] + list(argv), cwd=str(tmp_path), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -6,15 +6,11 @@ import subprocess
 import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import project_env
 
 
 def run(tmp_path, *argv, extra_env=None):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    for name in ("RANK_TABLE_FILE", "POD_NAME"):
-        env.pop(name, None)
-    env.update(extra_env or {})
+    env = project_env(**(extra_env or {}))
     proc = subprocess.run([sys.executable] + list(argv), cwd=str(tmp_path), env=env, capture_output=True,
                           timeout=60)
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
@@ -97,8 +93,7 @@ def test_an_initializing_table_is_waited_for_with_a_message(tmp_path):
     from rank_table import build
     table = build.build_table(TWO_SERVERS[:1])
     (tmp_path / "hccl.json").write_text(json.dumps(dict(table, status="initializing")))
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    env.pop("RANK_TABLE_FILE", None)
+    env = project_env()
     argv = [sys.executable, "-m", "launcher", "--backend", "npu", "--rank-table", "hccl.json",
             "--table-wait", "60", "--dry-run", "--", "true"]
     proc = subprocess.Popen(argv, cwd=str(tmp_path), env=env,

@@ -1,6 +1,5 @@
 """CPU/GPU on several hosts without --hosts: the nodes meet at --master-addr/--master-port and agree on every
 node's address (launcher/rendezvous.py). Real launcher processes and real sockets, on 127.0.0.1 only."""
-import os
 import socket
 import subprocess
 import sys
@@ -8,43 +7,20 @@ import threading
 import time
 
 import pytest
+from helpers import free_port_run, project_env
 
 from launcher import plan, ports, rendezvous
 from launcher.errors import LaunchError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL = "127.0.0.1"
+# free_port_run(4): a master port with the workers' ports after it all free
 # The worker: writes the LAUNCH_PEERS it got to peers_<rank>.txt and exits 0.
 WORKER = ("import os; open('peers_%s.txt' % os.environ['RANK_ID'], 'w')"
           ".write(os.environ['LAUNCH_PEERS'] + ' ' + os.environ['RANK_SIZE'])")
 
 
-def free_port(span=4):
-    """A port P with P..P+span-1 free on 127.0.0.1 right now (the master's port and the workers' after it)."""
-    for _ in range(50):
-        probe = socket.socket()
-        probe.bind((LOCAL, 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        if port + span > 65535:
-            continue
-        try:
-            held = []
-            for offset in range(span):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind((LOCAL, port + offset))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise RuntimeError("no free ports")
-
-
 def start_node(tmp_path, port, node_rank, nnodes=2, timeout=30, extra=()):
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = project_env()
     argv = [sys.executable, "-m", "launcher", "--nnodes", str(nnodes), "--node-rank", str(node_rank),
             "--master-addr", LOCAL, "--master-port", str(port), "--rendezvous-timeout", str(timeout),
             "--devices", "1", "--backend", "cpu", "--plot", "off"] + list(extra) + \
@@ -140,7 +116,7 @@ def test_ports_after_a_rendezvous_never_collide_even_on_one_host():
 # ---- real sockets in this process ---------------------------------------------------------------------
 
 def test_the_master_drops_silent_and_foreign_connections_and_lets_a_closed_node_join_again():
-    port = free_port(1)
+    port = free_port_run(1)
     master = rendezvous.Master(LOCAL, port, 2, 20).start()
     silent = socket.create_connection((LOCAL, port))
     foreign = socket.create_connection((LOCAL, port))
@@ -168,7 +144,7 @@ def test_the_master_drops_silent_and_foreign_connections_and_lets_a_closed_node_
 # ---- real launcher processes ---------------------------------------------------------------------------
 
 def test_two_launchers_agree_on_the_peers_and_node_1_may_start_first(tmp_path):
-    port = free_port()
+    port = free_port_run(4)
     second = start_node(tmp_path, port, 1)
     time.sleep(3)                       # node 1 retries while the master is not there yet
     first = start_node(tmp_path, port, 0)
@@ -182,24 +158,24 @@ def test_two_launchers_agree_on_the_peers_and_node_1_may_start_first(tmp_path):
 
 def test_a_node_that_never_arrives_is_named_within_the_timeout(tmp_path):
     started = time.monotonic()
-    code, err = finish(start_node(tmp_path, free_port(), 0, timeout=2))
+    code, err = finish(start_node(tmp_path, free_port_run(4), 0, timeout=2))
     assert code == 1 and time.monotonic() - started < 30
     last = err.strip().splitlines()[-1]
     assert "node rank(s) 1 never joined" in last and "Traceback" not in err
-    code, err = finish(start_node(tmp_path, free_port(), 1, timeout=2))
+    code, err = finish(start_node(tmp_path, free_port_run(4), 1, timeout=2))
     assert code == 1 and "could not reach the master" in err.strip().splitlines()[-1]
     assert not (tmp_path / "output").exists()
 
 
 def test_a_duplicate_node_rank_and_mismatched_flags_are_refused(tmp_path):
-    port = free_port()
+    port = free_port_run(4)
     nodes = [start_node(tmp_path, port, 1, nnodes=3), start_node(tmp_path, port, 1, nnodes=3)]
     time.sleep(1)
     nodes.append(start_node(tmp_path, port, 0, nnodes=3))
     for proc in nodes:
         code, err = finish(proc)
         assert code == 2 and "node rank 1 joined twice" in err.strip().splitlines()[-1], err
-    port = free_port()
+    port = free_port_run(4)
     nodes = [start_node(tmp_path, port, 1, extra=["--collective-timeout", "60"]),
              start_node(tmp_path, port, 0)]
     for proc in nodes:

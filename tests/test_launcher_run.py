@@ -9,17 +9,15 @@ import time
 
 import psutil
 import pytest
+from helpers import ROOT, project_env
 
 from launcher import cores
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "workers", "worker.py")
 
 
 def env():
-    result = dict(os.environ, PYTHONPATH=ROOT)
-    result.pop("RANK_TABLE_FILE", None)
-    return result
+    return project_env()
 
 
 def launcher_argv(out, *options, worker=()):

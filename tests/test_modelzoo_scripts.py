@@ -9,8 +9,8 @@ import sys
 import zlib
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS", "TrainingTime",
         "TrainAccuracy", "ActualLoss", "E2ETrainingTime"]
 
@@ -135,8 +135,29 @@ def test_performance_scripts_run_a_bounded_fresh_run(tiny_folder, tmp_path, scri
     assert not (tmp_path / "out" / "checkpoints" / "checkpoint").exists()
 
 
+@pytest.mark.slow
+def test_modelzoo_npu_flags_are_accepted_on_cpu_and_said_to_be_npu_only(tiny_folder, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    args = ["--data_path=" + tiny_folder, "--output_dir=" + str(tmp_path / "out"), "--batch=4",
+            "--image_size=32", "--max_step=3", "--iterations_per_loop=2", "--loss_scale=off",
+            "--profiling=True", "--over_dump=True", "--data_dump_flag=False", "--data_dump_step=10",
+            "--bind_core=1", "--modeldir=" + str(tmp_path / "ckpt")]
+    result = run_script("train_performance_1p.sh", args, cwd=ROOT, env_extra={"TMPDIR": str(scratch)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NPU-only: ignored on cpu" in result.stdout and "always on" in result.stdout
+    log = (tmp_path / "out" / "0" / "train_0.log").read_text()
+    assert "iterations per loop 2: 2 steps per loop on the host" in log
+    assert "NPU-only: ignored on cpu" in log
+    records = (tmp_path / "out" / "0" / "metrics.jsonl").read_text().splitlines()
+    assert '"step": 4' in [line for line in records if '"event": "end"' in line][-1]  # whole loops of 2
+    assert os.path.exists(str(tmp_path / "ckpt" / "checkpoint"))  # --modeldir is the checkpoint directory
+    assert not (tmp_path / "out" / "0" / "profiling").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "--data_path=DIR is required"),
+    (["--data_path=/x", "--iterations_per_loop=0"], "--iterations_per_loop must be a positive whole number"),
     (["--data_path=/x", "--batch=0"], "--batch must be a positive whole number"),
     (["--data_path=/x", "--epochs"], "--epochs needs a value"),
     (["--data_path=/x", "stray"], "unexpected argument 'stray'"),
@@ -152,7 +173,9 @@ def test_bad_flags_get_one_error_a_usage_line_and_exit_2(tmp_path, args, message
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--bind_core=1"], "unknown option --bind_core=1: not the launcher's"),      # passed on, then refused
+    (["--autotune=True"], "unknown option --autotune=True: not the launcher's"),   # passed on, then refused
+    (["--data_dump_step=9-3"], "--data_dump_step range '9-3' must go up"),
+    (["--loss_scale=tiny"], "loss scale 'tiny' is not valid"),
     (["--learning_rate=abc"], "invalid float value: 'abc'"),                      # the trainer's check
     (["--precision_mode=fp64"], "invalid choice: 'fp64'"),
     (["--image_size=16"], "image size 16x16 is too small"),

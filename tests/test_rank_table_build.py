@@ -7,13 +7,13 @@ import json
 import os
 
 import pytest
+from helpers import RANK_TABLE_FIXTURES as FIXTURES
 
 from rank_table import RankTableError
 from rank_table.build import build_table, merge_tables, table_text, write_table
 from rank_table.device_ips import read_device_ips
 from rank_table.validate import load_table
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "rank_table")
 SERVER_A = os.path.join(FIXTURES, "hccn_server_a.conf")
 SERVER_B = os.path.join(FIXTURES, "hccn_server_b.conf")
 

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import RANK_TABLE_FIXTURES as FIXTURES
+from helpers import ROOT as REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(REPO, "tests", "fixtures", "rank_table")
 SERVER_A = os.path.join(FIXTURES, "hccn_server_a.conf")
 SERVER_B = os.path.join(FIXTURES, "hccn_server_b.conf")
 CHIP_910A = ["--chip", "910A"]

@@ -11,11 +11,11 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT as REPO
 
 from rank_table import RankTableError
 from rank_table.validate import read_table
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(REPO, "tests", "fixtures", "rank_table", "corpus")
 with open(os.path.join(CORPUS, "MANIFEST.json")) as _handle:
     MANIFEST = json.load(_handle)["tables"]

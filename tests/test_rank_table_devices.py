@@ -3,11 +3,10 @@ import os
 import stat
 
 import pytest
+from helpers import RANK_TABLE_FIXTURES as FIXTURES
 
 from rank_table import RankTableError
 from rank_table import devices as dev
-
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "rank_table")
 
 
 @pytest.mark.parametrize("spec, expected", [

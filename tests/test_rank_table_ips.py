@@ -3,11 +3,11 @@ import os
 import stat
 
 import pytest
+from helpers import RANK_TABLE_FIXTURES as FIXTURES
 
 from rank_table import RankTableError
 from rank_table.device_ips import parse_hccn_conf, read_device_ips, read_hccn_conf
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "rank_table")
 SERVER_A = os.path.join(FIXTURES, "hccn_server_a.conf")
 
 

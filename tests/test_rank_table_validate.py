@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from helpers import RANK_TABLE_FIXTURES as FIXTURES
 
 from rank_table import RankTableError
 from rank_table.schema import parse_table
@@ -16,8 +17,6 @@ from rank_table.validate import (
     find_scheduler_table,
     load_table,
 )
-
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "rank_table")
 
 
 def fixture(name):

@@ -5,9 +5,10 @@ import re
 import subprocess
 import sys
 
+from helpers import ROOT
+
 from launcher import cli, demo, k8s
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONG_OPTION = re.compile(r"--[a-z][a-z0-9_-]*")
 
 

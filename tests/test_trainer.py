@@ -1,33 +1,24 @@
-"""The trainer end to end on CPU with tiny stand-in data and model (tests/test_trainer_parts.py):
-one worker in-process, two workers as two real processes with the launcher's environment, resume after a
-kill, evaluation counts, transfer learning to another class count, export, and the error file."""
-import itertools
+"""The trainer end to end on CPU with tiny stand-in data and model (tests/helpers/trainer_parts.py):
+one worker in-process, two workers as two real processes started by the launcher, resume after a kill,
+evaluation counts, transfer learning to another class count, export, and the error file."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-import test_trainer_parts as standins
+from helpers import ROOT, records
+from helpers import trainer_parts as standins
+from helpers.trainer_job import WORKER, finish, saved_steps, start_rank, wait_for
 
 from train import optim
 from train.__main__ import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER = os.path.join(ROOT, "tests", "test_trainer_parts.py")
 TINY = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--log-every", "4"]
 
 pytestmark = pytest.mark.slow
-
-
-def records(path, event=None):
-    with open(path) as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    return [r for r in rows if event is None or r["event"] == event]
 
 
 def run_here(output, *flags):
@@ -114,96 +105,11 @@ def test_finetune_to_two_classes_keeps_the_backbone_and_replaces_the_head(tmp_pa
     assert any(p["phase"] == "restore" and p["checkpoint"].endswith("model.ckpt-8") for p in phases)
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def rank_env(output, rank, size, peers):
-    rank_dir = os.path.join(str(output), str(rank))
-    env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE=str(size), JOB_ID="1", DEVICE_ID=str(rank),
-               LAUNCH_BACKEND="cpu", LAUNCH_OUTPUT_DIR=str(output), LAUNCH_RANK_DIR=rank_dir,
-               LAUNCH_CHECKPOINT_DIR=os.path.join(str(output), "checkpoints"),
-               LAUNCH_METRICS_FILE=os.path.join(rank_dir, "metrics.jsonl"),
-               LAUNCH_ERROR_FILE=os.path.join(rank_dir, "error.json"),
-               LAUNCH_INTRA_OP_THREADS="1", LAUNCH_INTER_OP_THREADS="1", LAUNCH_COLLECTIVE_TIMEOUT="120",
-               LAUNCH_RESTART="0")
-    if peers:
-        env["LAUNCH_PEERS"] = peers
-    return env
-
-
-_STARTED = itertools.count()
-
-
-def start_rank(output, rank, size, peers, flags):
-    """A worker whose output goes to a file: a pipe nobody reads fills up and blocks the worker mid-step."""
-    log = open(os.path.join(str(output), "worker_%d_%d.out" % (rank, next(_STARTED))), "w+")
-    proc = subprocess.Popen([sys.executable, WORKER] + TINY + flags, cwd=ROOT,
-                            env=rank_env(output, rank, size, peers), stdout=log, stderr=subprocess.STDOUT)
-    proc.log_file = log
-    return proc
-
-
-def finish(proc, timeout=300):
-    """Wait for a worker from start_rank and return its output."""
-    try:
-        proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    proc.log_file.seek(0)
-    text = proc.log_file.read()
-    proc.log_file.close()
-    return text
-
-
-def test_two_workers_stay_identical_and_count_each_eval_example_once(tmp_path):
-    peers = ",".join("127.0.0.1:%d" % p for p in free_ports(2))
-    flags = ["--data-path", "tiny:4:256:37", "--max-steps", "12", "--no-export"]
-    procs = [start_rank(tmp_path, rank, 2, peers, flags) for rank in range(2)]
-    outputs = [finish(p) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    ends = [records(str(tmp_path / str(r) / "metrics.jsonl"), "end")[-1] for r in range(2)]
-    assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]  # bit-identical weights
-    evals = [records(str(tmp_path / str(r) / "metrics.jsonl"), "eval")[-1] for r in range(2)]
-    assert [e["count"] for e in evals] == [37, 37]  # global count on every rank
-    assert sorted(e["local_count"] for e in evals) == [18, 19]  # each example once, remainder kept
-    assert evals[0]["top1"] == evals[1]["top1"]
-    assert records(str(tmp_path / "0" / "metrics.jsonl"), "train")[0]["batch_size"] == 16
-    assert not os.path.exists(str(tmp_path / "1" / "error.json"))
-    assert latest(tmp_path / "checkpoints").endswith("model.ckpt-12")  # rank 0 wrote it
-
-
-def wait_for(predicate, proc, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        if proc.poll() is not None:
-            return predicate()
-        time.sleep(0.2)
-    return False
-
-
-def saved_steps(directory):
-    """Steps of the checkpoints in a directory (model.ckpt-N.index files)."""
-    names = os.listdir(str(directory)) if os.path.isdir(str(directory)) else []
-    return [int(name[len("model.ckpt-"):-len(".index")]) for name in names
-            if name.startswith("model.ckpt-") and name.endswith(".index")]
-
-
 def test_resume_after_a_kill_continues_step_lr_and_epoch(tmp_path):
     # So many epochs that the run cannot end before it is killed, however fast the machine is.
     flags = ["--data-path", "tiny:4:256:37", "--epochs", "100000", "--save-interval", "8", "--no-eval",
              "--no-export", "--learning-rate", "0.4", "--warmup-epochs", "1"]
-    first = start_rank(tmp_path, 0, 1, None, flags)
+    first = start_rank(tmp_path, 0, 1, None, TINY + flags)
     try:
         # Checkpoints rotate (keep K), so wait for any checkpoint at step >= 16, not for one file.
         assert wait_for(lambda: saved_steps(tmp_path / "checkpoints") and
@@ -212,7 +118,7 @@ def test_resume_after_a_kill_continues_step_lr_and_epoch(tmp_path):
         first.send_signal(signal.SIGKILL)
         finish(first)
     before = records(str(tmp_path / "0" / "metrics.jsonl"), "train")
-    second = start_rank(tmp_path, 0, 1, None, flags)
+    second = start_rank(tmp_path, 0, 1, None, TINY + flags)
     seen = len(before)
     metrics = str(tmp_path / "0" / "metrics.jsonl")
     try:
@@ -242,19 +148,40 @@ def test_a_crash_writes_the_error_file_and_exits_non_zero(tmp_path):
     assert records(str(tmp_path / "0" / "metrics.jsonl"), "end")[-1]["status"] == "error"
 
 
-def test_two_workers_through_the_launcher_report_the_global_evaluation(tmp_path):
-    out = tmp_path / "job"
+@pytest.fixture(scope="module")
+def two_launched_workers(tmp_path_factory):
+    """Two ranks started by the launcher (its real environment), 12 steps: run once, asserted by two tests."""
+    out = tmp_path_factory.mktemp("two_workers") / "job"
     proc = subprocess.run(
         [sys.executable, "-m", "launcher", "--devices", "2", "--backend", "cpu", "--output-dir", str(out),
          "--plot", "off", "--", sys.executable, WORKER] + TINY +
-        ["--data-path", "tiny:4:128:37", "--max-steps", "8", "--no-export"],
+        ["--data-path", "tiny:4:256:37", "--max-steps", "12", "--no-export"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return proc, out
+
+
+def test_two_workers_stay_identical_and_count_each_eval_example_once(two_launched_workers):
+    proc, out = two_launched_workers
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ends = [records(out / str(r) / "metrics.jsonl", "end")[-1] for r in range(2)]
+    assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]  # bit-identical weights
+    evals = [records(out / str(r) / "metrics.jsonl", "eval")[-1] for r in range(2)]
+    assert [e["count"] for e in evals] == [37, 37]  # global count on every rank
+    assert sorted(e["local_count"] for e in evals) == [18, 19]  # each example once, remainder kept
+    assert evals[0]["top1"] == evals[1]["top1"]
+    assert records(out / "0" / "metrics.jsonl", "train")[0]["batch_size"] == 16
+    assert not os.path.exists(str(out / "1" / "error.json"))
+    assert latest(out / "checkpoints").endswith("model.ckpt-12")  # rank 0 wrote it
+
+
+def test_two_workers_through_the_launcher_report_the_global_evaluation(two_launched_workers):
+    proc, out = two_launched_workers
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     evals = [rank["eval"] for rank in summary["ranks"]]
     assert [e["count"] for e in evals] == [37, 37] and sorted(e["local_count"] for e in evals) == [18, 19]
     assert summary["modelzoo"]["TrainAccuracy"] == pytest.approx(evals[0]["top1"], abs=1e-4)
-    ends = [records(str(out / str(r) / "metrics.jsonl"), "end")[-1] for r in range(2)]
+    ends = [records(out / str(r) / "metrics.jsonl", "end")[-1] for r in range(2)]
     assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]
     assert "INFO:tensorflow:loss = " in (out / "0" / "train_0.log").read_text()
 

@@ -1,16 +1,16 @@
 """The data package's options in the trainer: --label-offset / --num-classes, labels.txt beside the
 checkpoints, --bad-images skip (a count in the log and the metrics) or stop (one line naming the file),
 and a dead peer named in one line. Real image folders and TFRecords, the real data pipeline, the tiny
-stand-in model of tests/test_trainer_parts.py; the lost peer with two real worker processes."""
+stand-in model of tests/helpers/trainer_parts.py; the lost peer with two real worker processes."""
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
-import test_trainer_parts as standins
-from test_data_fixtures import corrupt_garbage, write_folder
+from helpers import free_ports, records
+from helpers import trainer_parts as standins
+from helpers.images import corrupt_garbage, write_folder
+from helpers.trainer_job import start_rank, wait_for
 
 from train import config, failures
 from train.__main__ import default_parts, main
@@ -18,16 +18,8 @@ from train.errors import TrainError
 from train.metrics import human_train_lines, log, train_record
 from train.trainer import labels_plan
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER = os.path.join(ROOT, "tests", "test_trainer_parts.py")
 TINY = ["--model", "tiny", "--image-size", "32", "--batch-size", "4", "--log-every", "1", "--no-eval",
         "--no-export"]
-
-
-def records(path, event=None):
-    with open(path) as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    return [r for r in rows if event is None or r["event"] == event]
 
 
 def run_here(output, *flags):
@@ -197,31 +189,20 @@ def test_slim_records_train_with_label_offset_and_num_classes(tmp_path, capsys):
 # ---- a dead peer ----------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_killed_peer_is_named_in_one_line_by_the_survivor(tmp_path):
-    from test_trainer import free_ports, rank_env, wait_for
+def test_a_killed_peer_is_named_in_one_line_by_the_survivor(tmp_path, reap):
     ports = free_ports(2)
     peers = ",".join("127.0.0.1:%d" % p for p in ports)
     flags = ["--model", "tiny", "--image-size", "32", "--batch-size", "4", "--log-every", "1",
              "--data-path", "tiny:2:64:8", "--max-steps", "100000", "--no-eval", "--no-export"]
-    # Output goes to files, not pipes: a pipe nobody reads fills up and blocks the worker mid-step.
-    outs = [open(str(tmp_path / ("out_%d.txt" % r)), "w") for r in range(2)]
-    procs = [subprocess.Popen([sys.executable, WORKER] + flags, cwd=ROOT, env=rank_env(tmp_path, r, 2, peers),
-                              stdout=outs[r], stderr=subprocess.STDOUT)
-             for r in range(2)]
-    try:
-        metrics = str(tmp_path / "1" / "metrics.jsonl")
-        assert wait_for(lambda: os.path.exists(metrics) and records(metrics, "train"), procs[1])
-        procs[1].send_signal(signal.SIGKILL)
-        procs[1].wait()
-        procs[0].wait(timeout=200)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        for out in outs:
-            out.close()
-    output = (tmp_path / "out_0.txt").read_text()
+    procs = [start_rank(tmp_path, r, 2, peers, flags) for r in range(2)]
+    reap.extend(procs)
+    metrics = str(tmp_path / "1" / "metrics.jsonl")
+    assert wait_for(lambda: os.path.exists(metrics) and records(metrics, "train"), procs[1])
+    procs[1].send_signal(signal.SIGKILL)
+    procs[1].wait()
+    procs[0].wait(timeout=200)
+    with open(procs[0].log_path) as handle:
+        output = handle.read()
     assert procs[0].returncode == 1, output
     line = "lost contact with rank 1 (127.0.0.1:%d) during a collective" % ports[1]
     assert "error: rank 0: " + line in output

@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-import test_trainer_parts as standins
+from helpers import trainer_parts as standins
 
 from train.__main__ import main
 

@@ -2,12 +2,11 @@
 import os
 
 import pytest
+from helpers import ROOT
 
 from contract import worker_env
 from contract.worker_env import EnvError, WorkerEnv, from_env
 from launcher import plan
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_what_the_launcher_writes_the_worker_reads_back():

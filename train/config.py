@@ -74,7 +74,12 @@ def build_parser():
         help="mixed precision: NPU precision_mode, on GPU the auto mixed-precision rewrite with loss "
              "scaling (default allow_mix_precision on both); CPU always trains in float32")
     add("--loss-scale", "--loss_scale", dest="loss_scale", default=None,
-        help="GPU mixed precision: dynamic (default), off, or a fixed number >= 1")
+        help="loss scaling on NPU and GPU: dynamic (the default with a mixed precision mode), off, or a "
+             "fixed number >= 1; on CPU only when given (float32 needs none)")
+    add("--iterations-per-loop", "--iterations_per_loop", dest="iterations_per_loop", type=int, default=1,
+        help="steps per loop: on NPU the device runs N steps per sess.run (loop sinking); on CPU/GPU the "
+             "host runs N steps; metrics, evaluation and checkpoints happen once per loop (default 1)")
+    add_npu_debug_flags(p)
     add("--seed", type=int, default=1234)
     add("--log-every", "--log_every", "--log_every_n_steps", "--display_every", dest="log_every", type=int,
         default=10, help="write a metrics record and a log line every N steps (default 10)")
@@ -110,7 +115,8 @@ def build_parser():
     add("--output-dir", "--output_dir", dest="output_dir", default=None,
         help="job output directory (default: $LAUNCH_OUTPUT_DIR or ./output); under the launcher, give "
              "the launcher's --output-dir instead")
-    add("--checkpoint-dir", "--checkpoint_dir", "--model_dir", dest="checkpoint_dir", default=None,
+    add("--checkpoint-dir", "--checkpoint_dir", "--model_dir", "--modeldir", dest="checkpoint_dir",
+        default=None,
         help="checkpoint directory (default: $LAUNCH_CHECKPOINT_DIR or <output>/checkpoints)")
     return flags.accept_underscores(p)
 
@@ -125,6 +131,77 @@ def add_data_flags(parser):
     add("--bad-images", "--bad_images", dest="bad_images", choices=BAD_IMAGE_POLICIES, default="skip",
         help="an unreadable or corrupt image: skip it and count it in the log (default), or stop with "
              "its file name")
+
+
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def switch(text):
+    """A ModelZoo on/off value (True/False, 1/0, yes/no, on/off) -> bool; a bare flag means True."""
+    word = str(text).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError("expected True or False, not %r" % (text,))
+
+
+def add_npu_debug_flags(parser):
+    """ModelZoo's NPU debugging flags (Ascend only; other devices accept them and say so)."""
+    add = parser.add_argument
+    add("--profiling", dest="profiling", type=switch, nargs="?", const=True, default=False,
+        help="NPU: profile with NpuOptimizer profiling_mode/profiling_options; written under "
+             "<rank dir>/profiling (or --profiling_dump_path)")
+    add("--profiling-dump-path", "--profiling_dump_path", dest="profiling_dump_path", default=None,
+        help="NPU: directory for --profiling output")
+    add("--over-dump", "--over_dump", dest="over_dump", type=switch, nargs="?", const=True, default=False,
+        help="NPU: overflow detection dump (enable_dump_debug, dump_debug_mode=all) under "
+             "<rank dir>/overflow_dump (or --over_dump_path)")
+    add("--over-dump-path", "--over_dump_path", dest="over_dump_path", default=None,
+        help="NPU: directory for --over_dump output")
+    add("--data-dump-flag", "--data_dump_flag", dest="data_dump_flag", type=switch, nargs="?", const=True,
+        default=False, help="NPU: dump operator outputs (enable_dump) of the steps in --data_dump_step under "
+                            "<rank dir>/data_dump (or --data_dump_path)")
+    add("--data-dump-step", "--data_dump_step", dest="data_dump_step", default=None,
+        help="NPU: steps to dump, the adapter's dump_step format, e.g. 10 or 0|5|10-20 (default: all)")
+    add("--data-dump-path", "--data_dump_path", dest="data_dump_path", default=None,
+        help="NPU: directory for --data_dump_flag output")
+    add("--bind-core", "--bind_core", dest="bind_core", type=switch, nargs="?", const=True, default=None,
+        help="accepted for ModelZoo scripts; the launcher always binds each rank to its share of the cores")
+
+
+def check_dump_step(text):
+    """TrainError unless ``text`` is the adapter's dump_step format: 'N' or 'A-B' items joined by '|', at
+    most 100, A < B (tf_adapter/util/npu_attrs.cc checkDumpStep, master :236-266, development :88-112)."""
+    items = str(text).split("|")
+    fix = "; use steps like 10 or 0|5|10-20"
+    if len(items) > 100:
+        raise TrainError("--data_dump_step lists %d sets; the adapter takes at most 100" % len(items))
+    for item in items:
+        ends = item.split("-")
+        if len(ends) > 2 or not all(end.isdigit() for end in ends):
+            raise TrainError("--data_dump_step %r is not in the adapter's format%s" % (text, fix))
+        if len(ends) == 2 and int(ends[0]) >= int(ends[1]):
+            raise TrainError("--data_dump_step range %r must go up%s" % (item, fix))
+
+
+def parse_loss_scale(value):
+    """None (the device's default), 'off', 'dynamic' or a fixed float >= 1 (pure; TrainError says why)."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lower()
+    if text in ("off", "none", "0", "false"):
+        return "off"
+    if text in ("dynamic", "true", "on", "yes"):  # ModelZoo scripts write --loss_scale=True too
+        return "dynamic"
+    try:
+        number = float(text)
+    except ValueError:
+        number = 0.0
+    if not number >= 1 or number == float("inf"):
+        raise TrainError("loss scale %r is not valid; use 'dynamic', 'off' or a number >= 1" % (value,))
+    return number
 
 
 def check_data_flags(args):
@@ -179,6 +256,11 @@ def parse_flags(argv):
     check_resume(args)
     if args.finetune:
         checkpoint_path(args.finetune, "--finetune")
+    if args.iterations_per_loop < 1:
+        raise TrainError("--iterations-per-loop must be 1 or more (ModelZoo scripts use 100)")
+    if args.data_dump_step is not None:
+        check_dump_step(args.data_dump_step)
+    parse_loss_scale(args.loss_scale)
     args.lr_boundaries = parse_boundaries(args.lr_boundaries)
     if args.lr_schedule == "piecewise" and not args.lr_boundaries:
         raise TrainError("--lr-schedule piecewise needs --lr-boundaries, e.g. --lr-boundaries 30,60,80")

@@ -17,15 +17,17 @@ Schedule = namedtuple("Schedule", ["steps_per_epoch", "total_steps", "global_bat
 Checked = namedtuple("Checked", ["info", "schedule", "resume_step", "finished"])
 
 
-def schedule_plan(train_count, batch_size, size, epochs, max_steps):
-    """Steps per epoch (remainder dropped alike on every rank) and the run's length (pure)."""
+def schedule_plan(train_count, batch_size, size, epochs, max_steps, iterations_per_loop=1):
+    """Steps per epoch (remainder dropped alike on every rank) and the run's length (pure): a whole number
+    of loops of `iterations_per_loop` steps (Ascend's loop sinking needs it; tfmigr1_000048)."""
     global_batch = batch_size * size
     steps_per_epoch = train_count // global_batch
     if steps_per_epoch < 1:
         raise TrainError("the training split has %d images, fewer than one global batch (%d x %d ranks); "
                          "lower --batch-size" % (train_count, batch_size, size))
-    total = int(max_steps) if max_steps else int(math.ceil(epochs * steps_per_epoch))
-    return Schedule(steps_per_epoch, max(total, 1), global_batch)
+    total = max(int(max_steps) if max_steps else int(math.ceil(epochs * steps_per_epoch)), 1)
+    loop = max(int(iterations_per_loop), 1)
+    return Schedule(steps_per_epoch, int(math.ceil(total / float(loop))) * loop, global_batch)
 
 
 def check_model(args):
@@ -102,7 +104,8 @@ def check(args, size, checkpoint_dir):
     check_model(args)
     info = layout.inspect(args.data_path, label_offset=args.label_offset, num_classes=args.num_classes)
     layout.check_sharding(info, size)
-    sched = schedule_plan(info.train_count, args.batch_size, size, args.epochs, args.max_steps)
+    sched = schedule_plan(info.train_count, args.batch_size, size, args.epochs, args.max_steps,
+                          int(getattr(args, "iterations_per_loop", 1) or 1))
     step = resume_step(args, checkpoint_dir)
     if args.eval_only:
         if not info.eval_count:

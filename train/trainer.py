@@ -21,7 +21,15 @@ from tfcompat import tf
 from train import checkpoints, evaluate, export, failures, optim, precheck
 from train.config import RESUME_AUTO, RESUME_NEVER
 from train.errors import BadData, StepFailure, TrainError
-from train.metrics import Summaries, human_eval_line, human_skipped_line, human_train_lines, log, train_record
+from train.metrics import (
+    Summaries,
+    human_eval_line,
+    human_overflow_line,
+    human_skipped_line,
+    human_train_lines,
+    log,
+    train_record,
+)
 from train.precheck import Schedule, schedule_plan  # noqa: F401  (pure: the launcher checks with it too)
 
 Parts = namedtuple("Parts", [
@@ -40,6 +48,10 @@ def every(step, interval_steps):
     return interval_steps > 0 and step % interval_steps == 0
 
 
+def crossed(before, after, interval_steps):
+    """True when a loop from step `before` to step `after` closed an interval of `interval_steps` (pure):
+    with one step per loop this is every(after, interval_steps)."""
+    return interval_steps > 0 and after // interval_steps > before // interval_steps
 
 
 def head_layer(model):
@@ -124,11 +136,24 @@ class Graph:
         # BN moving averages: the updates bound to this input tensor plus the unconditional ones
         # (model.updates also holds updates bound to Keras' own input placeholder).
         update_ops = list(self.model.get_updates_for(images)) + list(self.model.get_updates_for(None))
+        # A loss-scaling optimizer skips the update of an overflow step and with it the increment of the
+        # step it is given. It is given `applied_steps` (this process's count of applied updates, not
+        # saved); global_step counts every step run, so it always equals the loop's count and every
+        # step is logged, evaluated and saved once. Overflow-skipped steps = steps run - applied.
+        self.applied_steps = tf.compat.v1.get_variable(
+            "applied_steps", shape=[], dtype=tf.int64, initializer=tf.compat.v1.zeros_initializer(),
+            trainable=False, collections=[tf.compat.v1.GraphKeys.LOCAL_VARIABLES])
         with tf.control_dependencies(update_ops):
-            self.train_op = optimizer.apply_gradients(grads_and_vars, global_step=self.global_step)
+            apply_op = optimizer.apply_gradients(grads_and_vars, global_step=self.applied_steps)
+        with tf.control_dependencies([apply_op]):
+            self.train_op = tf.group(tf.compat.v1.assign_add(self.global_step, 1), name="train_step")
         with tf.control_dependencies([self.train_op]):
-            # The step after this update (a fetch of global_step beside train_op may read either value).
+            # The values after this update (a fetch of a variable beside train_op may read either value).
             self.step_after = tf.identity(self.global_step.read_value())
+            self.applied_after = tf.identity(self.applied_steps.read_value())
+            scale = backend.loss_scale_tensor() if hasattr(backend, "loss_scale_tensor") else None
+            self.scaling = scale is not None
+            self.loss_scale = tf.identity(scale) if self.scaling else tf.constant(0.0)
         self.eval_ops = None
         if args.eval and info.eval_count:
             eval_ds = parts.eval_dataset(info, args.eval_batch_size or args.batch_size, args.image_size,
@@ -138,6 +163,9 @@ class Graph:
         self.variables = tf.compat.v1.global_variables()
         self.init_op = tf.group(tf.compat.v1.global_variables_initializer(),
                                 tf.compat.v1.local_variables_initializer())
+        # Every rank ends up with rank 0's state (servers without the checkpoints start from rank 0's
+        # restore): float variables (weights, BN statistics, optimizer slots, loss scale) are broadcast,
+        # counters (global_step, loss-scale counts) set from rank 0's values (train/backends.py).
         self.broadcast_op = backend.broadcast_variables_op(self.variables)
         self.writer = checkpoints.CheckpointWriter(placement.checkpoint_dir, args.keep_checkpoints,
                                                    self.variables)
@@ -155,7 +183,9 @@ def run(args, placement, parts, metrics):
     tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)  # deprecation notices drown the log
     metrics.phase("build")  # listing a large image folder can take a while: show progress first
     info = parts.inspect_data(args.data_path)
-    sched = schedule_plan(info.train_count, args.batch_size, placement.size, args.epochs, args.max_steps)
+    loop = int(getattr(args, "iterations_per_loop", 1) or 1)
+    sched = schedule_plan(info.train_count, args.batch_size, placement.size, args.epochs, args.max_steps,
+                          loop)
     lr_plan = optim.lr_plan(args, sched.global_batch, sched.steps_per_epoch, sched.total_steps)
     run_meta = {"model": args.model, "num_classes": int(info.num_classes), "image_size": int(args.image_size),
                 "model_options": sorted(args.model_options)}
@@ -193,10 +223,12 @@ def run(args, placement, parts, metrics):
     graph = tf.Graph()
     with graph.as_default(), told_in_one_line(placement):
         tf.compat.v1.set_random_seed(args.seed)
-        sess = tf.compat.v1.Session(backend.session_target(), graph=graph,
-                                    config=session_config(placement, backend))
-        summaries = None
+        summaries, sess = None, None
         try:
+            if hasattr(backend, "start"):
+                backend.start(session_config(placement, backend))  # HCCL up and checked on Ascend
+            sess = tf.compat.v1.Session(backend.session_target(), graph=graph,
+                                        config=session_config(placement, backend))
             tf.compat.v1.keras.backend.set_session(sess)
             g = Graph(args, placement, parts, info, lr_plan, backend,
                       checkpoints.step_of(resume_from) if resume_from else 0)
@@ -212,7 +244,8 @@ def run(args, placement, parts, metrics):
                 result = {"step": start_step, "status": "ok", "eval_only": True}
                 result.update(_evaluate(sess, g, metrics, start_step))
                 return dict(result, wall_time=round(time.time() - started, 3))
-            result = _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, start_step)
+            loop = loop_plan(sess, g, backend, int(getattr(args, "iterations_per_loop", 1) or 1))
+            result = _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, start_step, loop)
             sess.run(g.sync_stats_op)
             result["weights_checksum"] = weights_checksum(sess.run(g.model.weights))
             if is_chief and g.writer.last_saved_step != result["step"] and \
@@ -224,7 +257,8 @@ def run(args, placement, parts, metrics):
         finally:
             if summaries:
                 summaries.close()
-            sess.close()
+            if sess is not None:
+                sess.close()
             backend.close()
     if is_chief and args.export:
         metrics.phase("export")
@@ -333,45 +367,85 @@ def _restore(sess, g, args, resume_from, metrics):
                  len(g.finetune_skipped))
 
 
-def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step):
-    """Run steps up to the planned total; log, checkpoint and evaluate on their intervals."""
+Loop = namedtuple("Loop", ["op", "runs", "steps"])  # sess.run `op` `runs` times per loop of `steps` steps
+
+
+def loop_plan(sess, g, backend, iterations_per_loop):
+    """How one loop of N steps runs: on Ascend one sess.run of the adapter's IterationOp (the device
+    loops; built after initialisation, it loads its loop variables into the session); elsewhere N
+    sess.runs of the train op. Metrics, evaluation and checkpoints come once per loop either way."""
+    if hasattr(backend, "loop_op"):
+        op, per_run = backend.loop_op(sess, g.train_op) if iterations_per_loop > 1 else (g.train_op, 1)
+    else:
+        op, per_run = g.train_op, 1
+    if iterations_per_loop > 1:
+        where = "on the device" if per_run > 1 else "on the host, one sess.run each"
+        log.info("iterations per loop %d: %d steps per loop %s; metrics, evaluation and checkpoints once "
+                 "per loop", iterations_per_loop, iterations_per_loop, where)
+    return Loop(op, iterations_per_loop // per_run, iterations_per_loop)
+
+
+def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, loop=None):
+    """Run loops of steps up to the planned total; log, checkpoint and evaluate when a loop closed one of
+    their intervals. The step count is global_step, which advances once per step run (an
+    overflow-skipped update included), so no step is logged, evaluated or saved twice or passed over."""
+    loop = loop or Loop(g.train_op, 1, 1)
     metrics.phase("train", start_step=step, total_steps=sched.total_steps)
+    if (sched.total_steps - step) % loop.steps:
+        log.info("resuming at step %d: the run ends at step %d, a whole number of loops of %d steps", step,
+                 step + -(-(sched.total_steps - step) // loop.steps) * loop.steps, loop.steps)
     save_epoch_steps = int(round(args.save_every_epochs * sched.steps_per_epoch))
     eval_epoch_steps = int(round(args.eval_every_epochs * sched.steps_per_epoch))
-    fetches = [g.step_after, g.loss, g.accuracy, g.lr, g.skipped]
-    window = {"loss": 0.0, "acc": 0.0, "steps": 0}
-    # Speed is timed without the first step of this process (graph build, first batches: warm-up), so a
-    # short run's images/s is its steady rate too; a record holding only that step says warmup=true.
+    fetches = [loop.op, g.step_after, g.loss, g.accuracy, g.lr, g.skipped, g.applied_after, g.loss_scale]
+    window = {"loss": 0.0, "acc": 0.0, "runs": 0, "steps": 0}
+    # Speed is timed without the first loop of this process (graph build, first batches: warm-up), so a
+    # short run's images/s is its steady rate too; a record holding only that loop says warmup=true.
     timed = {"steps": 0, "start": time.time(), "warmup": None}
     rates, last = [], {}
     skipped_logged = 0
+    start_step, applied_at_start = step, int(sess.run(g.applied_steps))
+    overflow, overflow_logged, scale, warned_loop = 0, 0, 0.0, False
     while step < sched.total_steps:
-        step, loss, acc, lr, skipped = sess.run(fetches)
-        step, skipped = int(step), int(skipped)
+        before = step
+        for _ in range(loop.runs):
+            _, step, loss, acc, lr, skipped, applied, scale = sess.run(fetches)
+            step, skipped = int(step), int(skipped)
+            if not np.isfinite(loss):
+                raise TrainError("the loss became %s at step %d; lower --learning-rate (or add "
+                                 "--warmup-epochs)" % (loss, step))
+            window["loss"] += float(loss)
+            window["acc"] += float(acc)
+            window["runs"] += 1
+        window["steps"] += step - before
         now = time.time()
         if timed["warmup"] is None:
-            timed["warmup"] = now - timed["start"]
+            timed["warmup"] = (now - timed["start"], max(step - before, 1))
             timed["start"] = now
         else:
-            timed["steps"] += 1
-        if not np.isfinite(loss):
-            raise TrainError("the loss became %s at step %d; lower --learning-rate (or add --warmup-epochs)"
-                             % (loss, step))
-        window["loss"] += float(loss)
-        window["acc"] += float(acc)
-        window["steps"] += 1
-        if every(step, args.log_every) or step == sched.total_steps:
-            n = window["steps"]
+            timed["steps"] += step - before
+        if step - before != loop.steps and step < sched.total_steps and not warned_loop:
+            log.info("a loop of %d steps advanced global_step by %d: the device did not loop (loop sinking "
+                     "needs enable_data_pre_proc and the dataset iterator as the graph's input)",
+                     loop.steps, step - before)
+            warned_loop = True
+        overflow = (step - start_step) - (int(applied) - applied_at_start)
+        if overflow > overflow_logged:
+            log.info("%s", human_overflow_line(overflow, step, scale, placement.rank))
+            overflow_logged = overflow
+        if crossed(before, step, args.log_every) or step >= sched.total_steps:
+            runs = max(window["runs"], 1)
             if timed["steps"]:
                 seconds, counted, warmup = now - timed["start"], timed["steps"], False
                 rates.append((counted, seconds))
             else:
-                seconds, counted, warmup = timed["warmup"], 1, True
+                (seconds, counted), warmup = timed["warmup"], True
             record = train_record(step, sched.total_steps, step / float(sched.steps_per_epoch),
-                                  window["loss"] / n, window["acc"] / n, lr,
+                                  window["loss"] / runs, window["acc"] / runs, lr,
                                   args.batch_size * counted / max(seconds, 1e-9), seconds / counted,
                                   args.batch_size, skipped_images=skipped, timed_steps=counted,
-                                  timed_seconds=seconds, warmup=warmup)
+                                  timed_seconds=seconds, warmup=warmup,
+                                  overflow_steps=overflow if g.scaling else None,
+                                  loss_scale=scale if g.scaling else None)
             metrics.write("train", **record)
             if skipped > skipped_logged:
                 log.info("%s", human_skipped_line(skipped, placement.rank))
@@ -382,12 +456,13 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step):
                 summaries.scalars(step, {"loss": record["loss"], "accuracy": record["accuracy"], "lr": lr,
                                          "images_per_sec": record["images_per_sec"]})
             last = record
-            window = {"loss": 0.0, "acc": 0.0, "steps": 0}
+            window = {"loss": 0.0, "acc": 0.0, "runs": 0, "steps": 0}
             timed["steps"], timed["start"] = 0, time.time()
-        if placement.rank == 0 and (every(step, args.save_every_steps) or every(step, save_epoch_steps)):
+        if placement.rank == 0 and (crossed(before, step, args.save_every_steps) or
+                                    crossed(before, step, save_epoch_steps)):
             g.writer.save(sess, step, run_meta)
             log.info("saved checkpoint at step %d", step)
-        if g.eval_ops is not None and every(step, eval_epoch_steps) and step < sched.total_steps:
+        if g.eval_ops is not None and crossed(before, step, eval_epoch_steps) and step < sched.total_steps:
             _evaluate(sess, g, metrics, step)
             metrics.phase("train", start_step=step, total_steps=sched.total_steps)
     steps_timed = sum(n for n, _ in rates)
@@ -396,6 +471,8 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step):
               "epoch": round(step / float(sched.steps_per_epoch), 4)}
     if skipped_logged:
         result["skipped_images"] = skipped_logged
+    if g.scaling:
+        result["overflow_steps"] = overflow
     if steps_timed:
         result["images_per_sec"] = round(args.batch_size * steps_timed / time_timed, 2)
     return result

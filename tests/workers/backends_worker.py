@@ -13,7 +13,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repository
 
 from tfcompat import tf  # noqa: E402
 from train.backends import BackendError, backend_from_env  # noqa: E402
