@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIP = shutil.ignore_patterns(".venv", ".git", "output", "build", "*.egg-info", "__pycache__", "tests",
                               "bench", "demo_data", ".pytest_cache", ".ruff_cache")
 

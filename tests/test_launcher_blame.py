@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "workers", "lockstep.py")
 
 

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
 from train import config, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = ["--devices", "2", "--model", "shufflenetv1"]
 
 

@@ -10,13 +10,13 @@ import threading
 import time
 
 import pytest
+from helpers import ROOT
 
 from launcher import ascend
 from launcher.errors import LaunchError
 from rank_table import build, host_ip, validate
 from rank_table.errors import RankTableError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONE_SERVER = [("10.0.0.1", [(0, "192.168.1.1"), (1, "192.168.1.2")])]
 
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = ["--devices", "1", "--backend", "cpu", "--plot", "off", "--model", "mobilenetv3_small",
        "--data-path", "synthetic:4:16:0", "--image-size", "32", "--batch-size", "4", "--no-export",
        "--log-every", "1"]

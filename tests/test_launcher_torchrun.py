@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 
+from helpers import ROOT
+
 from launcher import plan
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "workers", "torchrun_check.py")
 
 
