@@ -15,6 +15,8 @@ Large folder shards are read from file lists written to `list_dir` (default: the
 """
 from data import augment, file_lists, preprocess, robust
 from data.errors import DataError
+from data.layout import folder_shard as _folder_shard
+from data.layout import record_shard as _record_shard
 from tfcompat import tf
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
@@ -157,27 +159,6 @@ def eval_dataset(info, batch_size, image_size, rank=0, size=1, bad_images="skip"
 def _check_rank(rank, size):
     if size < 1 or not 0 <= rank < size:
         raise DataError("rank %r is outside 0..%r; check RANK_ID and RANK_SIZE" % (rank, size - 1))
-
-
-def _folder_shard(files, labels, rank, size, what):
-    mine = list(files[rank::size])
-    if not mine:
-        raise DataError("%d %s images cannot give each of %d ranks at least one; use fewer ranks or more data"
-                        % (len(files), what, size))
-    return mine, list(labels[rank::size])
-
-
-def _record_shard(records, counts, rank, size, what):
-    if len(records) < size:
-        raise DataError("%d %s-* TFRecord files cannot give each of %d ranks whole files; convert again "
-                        "with --shards %d or more (a multiple of the rank count)"
-                        % (len(records), what, size, size))
-    mine = records[rank::size]
-    mine_counts = [count for count in counts[rank::size] if count is not None]
-    if len(mine_counts) == len(mine) and sum(mine_counts) == 0:
-        raise DataError("rank %d's %s-* TFRecord files hold no records; convert again with fewer shards"
-                        % (rank, what))
-    return mine
 
 
 def _eval_shard_counts(info, size):

@@ -139,7 +139,9 @@ def test_resume_after_a_kill_continues_step_lr_and_epoch(tmp_path):
 
 
 def test_a_crash_writes_the_error_file_and_exits_non_zero(tmp_path):
-    assert run_here(tmp_path, "--data-path", "tiny:4:256:37", "--model", "crash", "--max-steps", "2") == 1
+    crash = ["--model", "crash"] + TINY[2:]        # one --model: a second one with another value is refused
+    assert main(crash + ["--output-dir", str(tmp_path), "--data-path", "tiny:4:256:37", "--max-steps", "2"],
+                env={"LAUNCH_OUTPUT_DIR": str(tmp_path)}, parts=standins.parts()) == 1
     record = json.loads((tmp_path / "0" / "error.json").read_text())
     assert record["type"] == "RuntimeError" and "stand-in crash" in record["message"]
     assert "Traceback" in record["traceback"]
