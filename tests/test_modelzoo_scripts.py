@@ -161,7 +161,6 @@ def test_modelzoo_npu_flags_are_accepted_on_cpu_and_said_to_be_npu_only(tiny_fol
     (["--data_path=/x", "--batch=0"], "--batch must be a positive whole number"),
     (["--data_path=/x", "--epochs"], "--epochs needs a value"),
     (["--data_path=/x", "stray"], "unexpected argument 'stray'"),
-    (["--data_path=/x", "--augment=heavy"], "invalid choice: 'heavy'"),
 ])
 def test_bad_flags_get_one_error_a_usage_line_and_exit_2(tmp_path, args, message):
     out = "--output_dir=" + str(tmp_path / "out")
@@ -201,3 +200,11 @@ def test_missing_data_is_the_launchers_one_line_error(tmp_path):
 def test_help_prints_the_usage_and_succeeds():
     result = run_script("train_performance_1p.sh", ["--help"], cwd=ROOT)
     assert result.returncode == 0 and result.stdout.startswith("usage: bash test/train_performance_1p.sh")
+
+
+def test_a_bad_augment_is_the_trainers_one_line_error(tmp_path):
+    result = run_script("train_full_1p.sh", ["--data_path=" + str(tmp_path), "--augment=heavy",
+                                             "--output_dir=" + str(tmp_path / "out")], cwd=str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--augment: invalid choice: 'heavy'" in result.stderr.strip().splitlines()[0]
+    assert not (tmp_path / "out" / "checkpoints").exists()

@@ -164,7 +164,7 @@ def every_known_flag():
     known = set()
     for parser in parsers:
         known |= set(name for name in parser._option_string_actions if name.startswith("--"))
-    for module in ("data", "data.convert", "data.digits"):
+    for module in ("data", "data.convert", "data.digits", "data.faces", "train.predict"):
         known |= help_options(module)
     usage = subprocess.run(["bash", os.path.join(ROOT, "test", "train_full_8p.sh"), "--help"],
                            capture_output=True, text=True, timeout=60).stdout
