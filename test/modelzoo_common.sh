@@ -8,7 +8,8 @@
 modelzoo_usage() {
     echo "usage: bash test/$(basename "$0") --data_path=DIR [--model=mobilenetv3_large|mobilenetv3_small|shufflenetv1]" \
          "[--batch=N] [--epochs=N] [--learning_rate=LR] [--precision_mode=MODE] [--max_step=N]" \
-         "[--image_size=PX] [--save_interval=N] [--rank_size=N] [--network=NAME] [--output_dir=DIR]" \
+         "[--image_size=PX] [--augment=imagenet|light|none] [--save_interval=N] [--rank_size=N]" \
+         "[--network=NAME] [--output_dir=DIR]" \
          "[--iterations_per_loop=N] [--loss_scale=dynamic|off|N] [--modeldir=DIR] [--profiling=True]" \
          "[--over_dump=True] [--data_dump_flag=True] [--data_dump_step=STEPS] [--bind_core=1]" \
          "[any other trainer option, e.g. --label_offset=1 --no_eval (python -m train --help)]"
@@ -32,7 +33,7 @@ modelzoo_network() {
 
 modelzoo_main() {
     local data_path="" model="mobilenetv3_large" batch="64" epochs="" learning_rate="" image_size=""
-    local precision_mode="allow_mix_precision" max_step="" save_interval="" network="" output_dir=""
+    local precision_mode="allow_mix_precision" max_step="" save_interval="" network="" output_dir="" augment=""
     local rank_size="8" para key value bare
     local -a further=()
     # ModelZoo's NPU flags: loop sinking, loss scaling and the debugging switches (NPU-only ones say so)
@@ -70,6 +71,7 @@ modelzoo_main() {
             --precision_mode) precision_mode="$value" ;;
             --max_step|--max_train_step) max_step="$value" ;;
             --image_size) image_size="$value" ;;
+            --augment) augment="$value" ;;
             --save_interval) save_interval="$value" ;;
             --rank_size) rank_size="$value" ;;
             --network) network="$value" ;;
@@ -133,6 +135,7 @@ a TFRecord folder, or 'synthetic')"
     local -a trainer=("--precision_mode=$precision_mode")
     [ -z "$learning_rate" ] || trainer+=("--learning_rate=$learning_rate" "--lr_scaling=none")
     [ -z "$image_size" ] || trainer+=("--image_size=$image_size")
+    [ -z "$augment" ] || trainer+=("--augment=$augment")
     [ -z "$save_interval" ] || trainer+=("--save_interval=$save_interval")
     [ -z "$max_step" ] || trainer+=("--max_step=$max_step")
     [ -z "$iterations_per_loop" ] || trainer+=("--iterations_per_loop=$iterations_per_loop")

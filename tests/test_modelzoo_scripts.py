@@ -86,7 +86,7 @@ def test_full_1p_trains_on_cpu_and_writes_the_modelzoo_files(tiny_folder, tmp_pa
     # any further trainer option is passed through (a switch, and --flag value)
     result = run_script("train_full_1p.sh", ["--data_path=" + os.path.relpath(tiny_folder, str(tmp_path)),
                                              "--epochs=1", "--output_dir=out", "--no_export",
-                                             "--label_smoothing", "0.05"] + TINY,
+                                             "--label_smoothing", "0.05", "--augment=none"] + TINY,
                         cwd=str(tmp_path), env_extra={"ASCEND_DEVICE_ID": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     argv = json.loads((out / "launch.json").read_text())["ranks"][0]["argv"]
@@ -95,7 +95,7 @@ def test_full_1p_trains_on_cpu_and_writes_the_modelzoo_files(tiny_folder, tmp_pa
     fields = summary_fields(result.stdout)
     check_plausible(fields, "MobileNetV3-Small", 4, 1, "acc")
     rank_dir = out / "3"                      # output/<ASCEND_DEVICE_ID>/, as ModelZoo puts it
-    assert (rank_dir / "train_3.log").is_file()
+    assert "training augmentation none" in (rank_dir / "train_3.log").read_text()  # passed through
     case_log = rank_dir / "MobileNetV3-Small_bs4_1p_acc.log"
     assert summary_fields(case_log.read_text()) == fields
 
@@ -200,3 +200,11 @@ def test_missing_data_is_the_launchers_one_line_error(tmp_path):
 def test_help_prints_the_usage_and_succeeds():
     result = run_script("train_performance_1p.sh", ["--help"], cwd=ROOT)
     assert result.returncode == 0 and result.stdout.startswith("usage: bash test/train_performance_1p.sh")
+
+
+def test_a_bad_augment_is_the_trainers_one_line_error(tmp_path):
+    result = run_script("train_full_1p.sh", ["--data_path=" + str(tmp_path), "--augment=heavy",
+                                             "--output_dir=" + str(tmp_path / "out")], cwd=str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--augment: invalid choice: 'heavy'" in result.stderr.strip().splitlines()[0]
+    assert not (tmp_path / "out" / "checkpoints").exists()

@@ -136,6 +136,8 @@ def test_every_tool_flag_and_script_flag_is_in_the_readme():
         "rank_table merge": undocumented(help_options("rank_table", "merge")),
         "data.convert": undocumented(help_options("data.convert")),
         "data.digits": undocumented(help_options("data.digits")),
+        "data.faces": undocumented(help_options("data.faces")),
+        "train.predict": undocumented(help_options("train.predict")),
         "data": undocumented(help_options("data")),
     }
     assert missing == {key: [] for key in missing}
@@ -162,7 +164,7 @@ def every_known_flag():
     known = set()
     for parser in parsers:
         known |= set(name for name in parser._option_string_actions if name.startswith("--"))
-    for module in ("data", "data.convert", "data.digits"):
+    for module in ("data", "data.convert", "data.digits", "data.faces", "train.predict"):
         known |= help_options(module)
     usage = subprocess.run(["bash", os.path.join(ROOT, "test", "train_full_8p.sh"), "--help"],
                            capture_output=True, text=True, timeout=60).stdout

@@ -165,6 +165,8 @@ def test_two_workers_stay_identical_and_count_each_eval_example_once(two_launche
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ends = [records(out / str(r) / "metrics.jsonl", "end")[-1] for r in range(2)]
     assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]  # bit-identical weights
+    # ... including the BN statistics each rank re-estimated from its own share, averaged over ranks
+    assert all(records(out / str(r) / "metrics.jsonl", "bn_recalibrate") for r in range(2))
     evals = [records(out / str(r) / "metrics.jsonl", "eval")[-1] for r in range(2)]
     assert [e["count"] for e in evals] == [37, 37]  # global count on every rank
     assert sorted(e["local_count"] for e in evals) == [18, 19]  # each example once, remainder kept

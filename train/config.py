@@ -10,7 +10,7 @@ import os
 from collections import namedtuple
 
 from contract import worker_env
-from data.errors import BAD_IMAGE_POLICIES
+from data.errors import AUGMENT_MODES, BAD_IMAGE_POLICIES
 from train import flags
 from train.errors import TrainError
 
@@ -23,6 +23,9 @@ MIXED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
 PRECISION_MODES = MIXED_MODES + ("must_keep_origin_dtype", "force_fp32")
 # The allreduce backend of a multi-rank job per LAUNCH_BACKEND (one rank off Ascend: "none").
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
+AUGMENTS = AUGMENT_MODES  # data.augment's modes (data.errors holds the list: no TensorFlow there)
+SMALL_IMAGE_SIZE = 128  # below this --image-size, --augment defaults to light
+BN_RECALIBRATE_BATCHES = 100
 RESUME_AUTO, RESUME_NEVER = "auto", "never"
 
 
@@ -48,6 +51,18 @@ def build_parser():
         help="images per device per step (default 32)")
     add("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=None,
         help="images per device per evaluation step (default: --batch-size)")
+    add("--augment", choices=AUGMENTS, default=None,
+        help="training augmentation: imagenet (random-resized crop + flip, for ImageNet-sized photos), "
+             "light (mild scale/translate + flip, for small images), none; default imagenet for "
+             "--image-size >= %d, light below" % SMALL_IMAGE_SIZE)
+    add("--bn-recalibrate-batches", "--bn_recalibrate_batches", dest="bn_recalibrate_batches", type=int,
+        default=BN_RECALIBRATE_BATCHES,
+        help="before each evaluation and the final checkpoint/export, re-estimate the BatchNorm statistics "
+             "from up to N training batches per rank (evaluation preprocessing, no weight update), averaged "
+             "over ranks; 0: keep the moving averages (default %d)" % BN_RECALIBRATE_BATCHES)
+    add("--bn-momentum", "--bn_momentum", dest="bn_momentum", type=float, default=None,
+        help="BatchNorm moving-average decay of every BN layer, e.g. 0.9 (default: the model's, "
+             "MobileNetV3 0.99, ShuffleNetV1 0.9)")
     add("--epochs", "--epoch", dest="epochs", type=float, default=1.0, help="training epochs (default 1)")
     add("--max-steps", "--max_step", "--max_steps", "--max_train_step", dest="max_steps", type=int,
         default=None, help="stop after this many global steps (overrides --epochs for the length)")
@@ -248,6 +263,12 @@ def parse_flags(argv):
         raise TrainError("--learning-rate must be positive")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise TrainError("--label-smoothing must be in [0, 1)")
+    if args.bn_recalibrate_batches < 0:
+        raise TrainError("--bn-recalibrate-batches must be 0 (off) or more")
+    if args.bn_momentum is not None and not 0.0 <= args.bn_momentum < 1.0:
+        raise TrainError("--bn-momentum must be in [0, 1), e.g. 0.9 (it is the moving-average decay)")
+    if args.augment is None:
+        args.augment = "imagenet" if args.image_size >= SMALL_IMAGE_SIZE else "light"
     if args.eval_only and not args.eval:
         raise TrainError("--eval-only and --no-eval contradict each other; give one")
     if args.freeze_backbone and not args.finetune:

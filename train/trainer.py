@@ -18,7 +18,7 @@ import numpy as np
 from data import labels as data_labels
 from models.specs import HEAD_NAME  # the layer that maps features to logits
 from tfcompat import tf
-from train import checkpoints, evaluate, export, failures, optim, precheck
+from train import bn_recalibrate, checkpoints, evaluate, export, failures, optim, precheck
 from train.config import RESUME_AUTO, RESUME_NEVER
 from train.errors import BadData, StepFailure, TrainError
 from train.metrics import (
@@ -32,7 +32,7 @@ from train.metrics import (
 )
 from train.precheck import Schedule, schedule_plan  # noqa: F401  (pure: the launcher checks with it too)
 
-Parts = namedtuple("Parts", [
+_PARTS = [
     "inspect_data",         # path -> DataInfo (num_classes, train_count, eval_count, class_names)
     "train_dataset",        # (info, batch_size, image_size, rank, size, seed) -> endless (images, labels)
                             # or (images, labels, skipped): the running count of unreadable images dropped
@@ -41,7 +41,10 @@ Parts = namedtuple("Parts", [
     "regularization_loss",  # model -> scalar tensor
     "make_backend",         # args -> backend object (train.backends, docs/CONTRACTS.md)
     "preprocessing",        # image_size -> dict describing the input normalisation (for export)
-])
+    "calibration_dataset",  # like train_dataset, for re-estimating BN statistics (train.bn_recalibrate);
+                            # (images, labels) in a fixed order; default None: train_dataset is used
+]
+Parts = namedtuple("Parts", _PARTS, defaults=(None,))
 
 def every(step, interval_steps):
     """True when `step` (1-based, after the update) closes an interval of `interval_steps` (pure)."""
@@ -119,6 +122,9 @@ class Graph:
         self.skipped = elements[2] if len(elements) > 2 else tf.constant(0, tf.int64)
         self.model = parts.build_model(args.model, info.num_classes, args.image_size, args.weight_decay,
                                        args.dropout, args.model_options)
+        if getattr(args, "bn_momentum", None) is not None:
+            changed = bn_recalibrate.set_momentum(self.model, args.bn_momentum)
+            log.info("BatchNorm momentum %g on %d layers (--bn-momentum)", args.bn_momentum, changed)
         self.head = freeze_backbone(self.model) if args.freeze_backbone else head_layer(self.model)
         logits = tf.cast(self.model(images, training=True), tf.float32)
         labels = tf.cast(labels, tf.int32)
@@ -160,6 +166,8 @@ class Graph:
                                          placement.rank, placement.size)
             self.eval_ops = evaluate.build_eval(self.model, eval_ds, info.num_classes, backend)
         self.sync_stats_op = sync_moving_statistics_op(self.model, backend, placement.size)
+        self.recalibration = build_recalibration(args, placement, parts, info, self.model, backend)
+        self.ranks = placement.size
         self.variables = tf.compat.v1.global_variables()
         self.init_op = tf.group(tf.compat.v1.global_variables_initializer(),
                                 tf.compat.v1.local_variables_initializer())
@@ -218,6 +226,8 @@ def run(args, placement, parts, metrics):
              info.eval_count,
              sched.global_batch, sched.steps_per_epoch, sched.total_steps, lr_plan.peak)
 
+    if getattr(args, "augment", None):
+        log.info("training augmentation %s (--augment), image size %d", args.augment, args.image_size)
     backend = parts.make_backend(args)
     log.info("%s", backend.describe() if hasattr(backend, "describe") else type(backend).__name__)
     graph = tf.Graph()
@@ -246,14 +256,15 @@ def run(args, placement, parts, metrics):
                 return dict(result, wall_time=round(time.time() - started, 3))
             loop = loop_plan(sess, g, backend, int(getattr(args, "iterations_per_loop", 1) or 1))
             result = _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, start_step, loop)
-            sess.run(g.sync_stats_op)
+            changed = settle_statistics(sess, g, metrics, result["step"])
             result["weights_checksum"] = weights_checksum(sess.run(g.model.weights))
-            if is_chief and g.writer.last_saved_step != result["step"] and \
+            # a checkpoint saved at this step before the statistics were settled is written again
+            if is_chief and (g.writer.last_saved_step != result["step"] or changed) and \
                     (result["step"] > start_step or not resume_from):
                 g.writer.save(sess, result["step"], run_meta)
                 log.info("saved checkpoint at step %d", result["step"])
             if g.eval_ops is not None:
-                result.update(_evaluate(sess, g, metrics, result["step"]))
+                result.update(_evaluate(sess, g, metrics, result["step"], settled=True))
         finally:
             if summaries:
                 summaries.close()
@@ -478,9 +489,41 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
     return result
 
 
-def _evaluate(sess, g, metrics, step):
+def build_recalibration(args, placement, parts, info, model, backend):
+    """The BN re-estimation ops (train.bn_recalibrate) for --bn-recalibrate-batches, or None."""
+    planned = bn_recalibrate.plan(info.train_count, placement.size, args.batch_size,
+                                  args.eval_batch_size, getattr(args, "bn_recalibrate_batches", 0))
+    if planned is None:
+        return None
+    make = parts.calibration_dataset or parts.train_dataset
+    dataset = make(info, planned.batch_size, args.image_size, placement.rank, placement.size,
+                   args.seed + 7)
+    iterator = tf.compat.v1.data.make_initializable_iterator(dataset)
+    images = iterator.get_next()[0]
+    return bn_recalibrate.build(model, images, backend, placement.size, planned.batches,
+                                planned.batch_size, iterator.initializer)
+
+
+def settle_statistics(sess, g, metrics, step):
+    """Before an evaluation or the final checkpoint: re-estimate the BN statistics from training batches
+    (--bn-recalibrate-batches), else average the moving ones over ranks. True when they may have changed."""
+    if g.recalibration is None:
+        sess.run(g.sync_stats_op)
+        return g.ranks > 1
+    started = time.time()
+    used = bn_recalibrate.run(sess, g.recalibration)
+    metrics.write("bn_recalibrate", step=int(step), batches=used, batch_size=g.recalibration.batch_size,
+                  layers=g.recalibration.layers, seconds=round(time.time() - started, 3))
+    log.info("BatchNorm statistics re-estimated at step %d from %d batches of %d training images per rank "
+             "(%d layers, %.1fs)", step, used, g.recalibration.batch_size, g.recalibration.layers,
+             time.time() - started)
+    return True
+
+
+def _evaluate(sess, g, metrics, step, settled=False):
     metrics.phase("eval", step=step)
-    sess.run(g.sync_stats_op)
+    if not settled:
+        settle_statistics(sess, g, metrics, step)
     result, local = evaluate.run_eval(sess, g.eval_ops)
     metrics.write("eval", step=int(step), top1=round(result["top1"], 6), top5=round(result["top5"], 6),
                   count=result["count"], local_count=local["count"])
