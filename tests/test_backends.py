@@ -35,7 +35,8 @@ def test_parse_peers_validates_addresses():
 def test_parse_loss_scale():
     assert parse_loss_scale(None) is None
     assert parse_loss_scale("off") == "off"
-    assert parse_loss_scale("Dynamic") == "dynamic"
+    assert parse_loss_scale("Dynamic") == "dynamic" and parse_loss_scale("True") == "dynamic"
+    assert parse_loss_scale("False") == "off"
     assert parse_loss_scale("1024") == 1024.0
     with pytest.raises(BackendError, match="dynamic"):
         parse_loss_scale("0.5")
@@ -119,6 +120,48 @@ def test_mixed_precision_gpu_rewrite_and_cpu_float32():
         wrapped = gpu.wrap_optimizer(plain)
         assert isinstance(wrapped, tf.compat.v1.train.experimental.MixedPrecisionLossScaleOptimizer)
         assert make_backend("none", device="gpu", loss_scale="off").wrap_optimizer(plain) is plain
+
+
+def test_loss_scaling_follows_the_flag_on_every_device():
+    assert make_backend("none", device="gpu").loss_scaling() == "dynamic"
+    assert make_backend("none", device="gpu", precision_mode="must_keep_origin_dtype").loss_scaling() == "off"
+    assert make_backend("none", device="cpu").loss_scaling() == "off"
+    assert make_backend("none", device="cpu", loss_scale="dynamic").loss_scaling() == "dynamic"
+    assert make_backend("none", device="cpu", loss_scale="128").loss_scaling() == 128.0
+    with tf.Graph().as_default():
+        plain = tf.compat.v1.train.GradientDescentOptimizer(0.1)
+        backend = make_backend("none", device="cpu", loss_scale="128")
+        assert backend.loss_scale_tensor() is None
+        wrapped = backend.wrap_optimizer(plain)
+        assert isinstance(wrapped, tf.compat.v1.train.experimental.MixedPrecisionLossScaleOptimizer)
+        with tf.compat.v1.Session() as sess:
+            assert sess.run(backend.loss_scale_tensor()) == 128.0
+
+
+def test_broadcast_sends_floats_and_carries_counters_as_floats():
+    from train.backends import counter_variables, counters_to_floats, floating_variables, set_counters_op
+    with tf.Graph().as_default():
+        weights = tf.compat.v1.get_variable("w", initializer=tf.constant([1.0]))
+        half = tf.compat.v1.get_variable("h", initializer=tf.constant([1.0], tf.float16))
+        step = tf.compat.v1.train.get_or_create_global_step()
+        good = tf.compat.v1.get_variable("good_steps", initializer=0, dtype=tf.int32)
+        assert floating_variables([weights, step, good, half]) == [weights, half]
+        assert counter_variables([weights, step, good, half]) == [step, good]
+        carried = counters_to_floats([step, good])
+        assert carried.dtype == tf.float32
+        other_step = tf.compat.v1.get_variable("other_step", initializer=tf.constant(0, tf.int64))
+        other_good = tf.compat.v1.get_variable("other_good", initializer=0, dtype=tf.int32)
+        copy = set_counters_op([other_step, other_good], carried)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run([step.assign(2 ** 47 + 2 ** 24 + 7), good.assign(2 ** 24 + 1)])
+            sess.run(copy)
+            assert sess.run([other_step, other_good]) == [2 ** 47 + 2 ** 24 + 7, 2 ** 24 + 1]
+        backend = CollectiveBackend(1, 2, ["127.0.0.1:1", "127.0.0.1:2"], timeout=5, start_server=False)
+        backend.broadcast_variables_op([weights, step, good, half])
+        receives = [op for op in tf.compat.v1.get_default_graph().get_operations()
+                    if op.type == "CollectiveBcastRecv"]
+        assert sorted(op.get_attr("T").name for op in receives) == ["float16", "float32", "float32"]
 
 
 @pytest.mark.slow

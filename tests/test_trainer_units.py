@@ -27,8 +27,10 @@ def test_modelzoo_names_are_aliases_of_the_same_settings():
 def test_defaults_resume_on_cosine_momentum_eval_export():
     args = config.parse_flags(["--model", "m"])
     assert (args.resume, args.lr_schedule, args.optimizer, args.eval, args.export) == \
-        (True, "cosine", "momentum", True, True)
-    assert config.parse_flags(["--model", "m", "--no-resume"]).resume is False
+        ("auto", "cosine", "momentum", True, True)
+    assert config.parse_flags(["--model", "m", "--no-resume"]).resume == "never"      # the old alias
+    assert config.parse_flags(["--model", "m", "--resume", "never"]).resume == "never"
+    assert config.parse_flags(["--model", "m", "--resume"]).resume == "auto"
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -170,3 +172,43 @@ def test_the_graph_learning_rate_is_the_planned_one(schedule):
             steps = [0, 1, 19, 20, 21, 30, 31, 59, 60, 61, 99, 100]
             got = [sess.run(lr, {step: s}) for s in steps]
     assert got == pytest.approx([optim.lr_at(plan, s) for s in steps], rel=1e-5, abs=1e-7)
+
+
+def test_crossed_tells_which_intervals_a_loop_closed():
+    assert trainer.crossed(0, 3, 2) and not trainer.crossed(4, 5, 2)
+    assert [after for after in range(3, 13, 3) if trainer.crossed(after - 3, after, 4)] == [6, 9, 12]
+    assert [s for s in range(1, 13) if trainer.crossed(s - 1, s, 4)] == [4, 8, 12]  # loops of one: every
+    assert not trainer.crossed(0, 100, 0)
+
+
+def test_the_run_is_a_whole_number_of_loops():
+    assert trainer.schedule_plan(256, 16, 1, 1, 10, iterations_per_loop=3).total_steps == 12
+    assert trainer.schedule_plan(256, 16, 1, 1, 12, iterations_per_loop=3).total_steps == 12
+    assert trainer.schedule_plan(256, 16, 1, 1.5, None, iterations_per_loop=100).total_steps == 100
+    assert trainer.schedule_plan(256, 16, 1, 1, 10).total_steps == 10
+
+
+def test_modelzoo_npu_flags_are_accepted_and_checked():
+    args = config.parse_flags(["--model", "m", "--iterations_per_loop=100", "--profiling=True", "--over_dump",
+                               "--data_dump_flag=False", "--data_dump_step=0|5|10-20", "--bind_core=1",
+                               "--loss_scale=dynamic", "--modeldir=/ckpt", "--over_dump_path=/dump"])
+    assert (args.iterations_per_loop, args.profiling, args.over_dump) == (100, True, True)
+    assert args.data_dump_flag is False
+    assert (args.data_dump_step, args.bind_core, args.loss_scale) == ("0|5|10-20", True, "dynamic")
+    assert args.checkpoint_dir == "/ckpt" and args.over_dump_path == "/dump"
+    defaults = config.parse_flags(["--model", "m"])
+    assert defaults.iterations_per_loop == 1 and not (defaults.profiling or defaults.over_dump)
+    for bad, words in ((["--iterations-per-loop", "0"], "iterations-per-loop"),
+                       (["--data_dump_step=3-1"], "must go up"), (["--data_dump_step=a"], "format"),
+                       (["--loss_scale=0.5"], "loss scale"), (["--profiling=maybe"], "True or False")):
+        with pytest.raises(TrainError, match=words):
+            config.parse_flags(["--model", "m"] + bad)
+
+
+def test_train_records_carry_overflow_steps_only_with_loss_scaling():
+    from train.metrics import human_train_lines, train_record
+    plain = train_record(10, 20, 0.5, 1.0, 0.5, 0.1, 100.0, 0.01, 16)
+    assert "overflow_steps" not in plain and "loss_scale" not in plain
+    scaled = train_record(10, 20, 0.5, 1.0, 0.5, 0.1, 100.0, 0.01, 16, overflow_steps=3, loss_scale=1024.0)
+    assert scaled["overflow_steps"] == 3 and scaled["loss_scale"] == 1024.0
+    assert "overflow-skipped steps 3 (loss scale 1024)" in human_train_lines(scaled, 100.0)[0]

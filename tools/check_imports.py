@@ -1,7 +1,8 @@
 """Gate 3: TensorFlow (and Keras, and the Ascend adapter) are imported in exactly one place each.
 
 - `tensorflow`, `tf_keras`, `keras`: only in tfcompat/ (it sets TF_USE_LEGACY_KERAS first).
-- `npu_bridge`, `hccl`: only in the NPU backend module of train/.
+- `npu_bridge`, `hccl`: only in the NPU backend module of train/ (and inside the tests' fake of the adapter,
+  tests/fake_npu/, whose two packages stand for the adapter and CANN's hccl).
 - launcher/, rank_table/ and contract/ never import tfcompat (the launcher starts without TensorFlow).
 - the project's own modules import each other without cycles (tools.import_graph).
 """
@@ -16,8 +17,8 @@ OWNERS = {
     "tensorflow": ("tfcompat/",),
     "tf_keras": ("tfcompat/",),
     "keras": ("tfcompat/",),
-    "npu_bridge": ("train/npu_backend.py",),
-    "hccl": ("train/npu_backend.py",),
+    "npu_bridge": ("train/npu_backend.py", "tests/fake_npu/"),
+    "hccl": ("train/npu_backend.py", "tests/fake_npu/"),
 }
 NO_TF_PACKAGES = ("launcher/", "rank_table/", "contract/")
 EXEMPT = ("tools/", "tests/test_gates.py")

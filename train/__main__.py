@@ -22,10 +22,11 @@ def _user_error_types():
     return errors.TrainError, ModelError, DataError
 
 
-def default_parts(args, env=None):
+def default_parts(args, env=None, placement=None):
     """The real collaborators: models.registry, data.layout/pipeline, train.backends; the data flags
-    (--label-offset, --num-classes, --bad-images) are bound here, and the backend reads ``env`` (default
-    os.environ), the same environment as the placement."""
+    (--label-offset, --num-classes, --bad-images) and the backend's (loss scale, loop, NPU debugging under
+    the rank's directory) are bound here, and the backend reads ``env`` (default os.environ), the same
+    environment as the placement."""
     from data import layout, pipeline
     from models import registry
     from train.backends import backend_from_env
@@ -45,17 +46,26 @@ def default_parts(args, env=None):
     def train_dataset(info, batch_size, image_size, rank, size, seed):
         # (images, labels, skipped so far): the trainer logs the count of dropped images
         return pipeline.train_dataset(info, batch_size, image_size, rank, size, seed=seed,
-                                      bad_images=args.bad_images, return_skipped=True)
+                                      bad_images=args.bad_images, return_skipped=True,
+                                      augment_mode=args.augment)
+
+    def calibration_dataset(info, batch_size, image_size, rank, size, seed):
+        return pipeline.calibration_dataset(info, batch_size, image_size, rank, size, seed=seed,
+                                            bad_images=args.bad_images)
 
     def eval_dataset(info, batch_size, image_size, rank, size):
         return pipeline.eval_dataset(info, batch_size, image_size, rank, size, bad_images=args.bad_images)
 
     def make_backend(args):
-        return backend_from_env(env, **backend_flags(args))
+        from train.npu_backend import debug_dirs
+        rank_dir = placement.rank_dir if placement is not None else os.path.abspath("output")
+        return backend_from_env(env, iterations_per_loop=args.iterations_per_loop,
+                                debug_plan=debug_dirs(args, rank_dir), **backend_flags(args))
 
     return Parts(inspect_data=inspect_data, train_dataset=train_dataset, eval_dataset=eval_dataset,
                  build_model=build_model, regularization_loss=registry.regularization_loss,
-                 make_backend=make_backend, preprocessing=preprocessing_description)
+                 make_backend=make_backend, preprocessing=preprocessing_description,
+                 calibration_dataset=calibration_dataset)
 
 
 def backend_flags(args):
@@ -101,7 +111,7 @@ def main(argv=None, env=None, parts=None):
         if parts is None:
             from models import registry
             registry.parse_options(args.model, args.model_options)  # an unknown model fails before any work
-            parts = default_parts(args, env)
+            parts = default_parts(args, env, placement)
         from train import trainer
         result = trainer.run(args, placement, parts, metrics)
         metrics.phase("done")

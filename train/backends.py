@@ -16,8 +16,12 @@ from train.backend_base import (  # noqa: F401  (the backends' public names, re-
     DEVICES,
     Backend,
     BackendError,
+    counter_variables,
+    counters_to_floats,
+    floating_variables,
     parse_loss_scale,
     resolve_precision_mode,
+    set_counters_op,
 )
 from train.collective_backend import CollectiveBackend
 from train.config import BACKEND_KINDS, PRECISION_MODES  # noqa: F401
@@ -29,7 +33,7 @@ KINDS = ("none", "collective", "hccl")
 
 def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, bucket_bytes=DEFAULT_BUCKET_BYTES,
                  precision_mode=None, loss_scale=None, device=None, intra_op_threads=0, inter_op_threads=0,
-                 iterations_per_loop=1, op_timeouts=None, allreduce_dtype=None):
+                 iterations_per_loop=1, op_timeouts=None, allreduce_dtype=None, debug_plan=None):
     """The backend object for ``kind`` in none, collective, hccl (see docs/backends.md).
 
     ``op_timeouts`` (collective): None uses per-op collective timeouts where TensorFlow has them
@@ -42,7 +46,10 @@ def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, buck
     if device is None:
         device = "npu" if kind == "hccl" else "cpu"
     common = dict(device=device, precision_mode=precision_mode, loss_scale=loss_scale,
-                  intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads)
+                  intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
+                  iterations_per_loop=iterations_per_loop)
+    if kind != "hccl" and debug_plan:
+        LOG.info("--profiling, --over_dump and --data_dump_flag are NPU-only: ignored on %s", device)
     if kind == "none":
         if allreduce_dtype not in (None, "", "float32"):
             LOG.info("allreduce dtype %s ignored: one rank sends nothing", allreduce_dtype)
@@ -54,7 +61,7 @@ def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, buck
                                  op_timeouts=op_timeouts, allreduce_dtype=allreduce_dtype, **common)
     if allreduce_dtype not in (None, "", "float32"):
         LOG.info("allreduce dtype %s ignored by the %s backend (collective only)", allreduce_dtype, kind)
-    return HcclBackend(rank, size, iterations_per_loop=iterations_per_loop, **common)
+    return HcclBackend(rank, size, debug_plan=debug_plan, **common)
 
 
 def plan_from_env(env=None, **flags):

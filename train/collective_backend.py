@@ -20,7 +20,16 @@ import time
 
 from tfcompat import tf
 from train import session_config
-from train.backend_base import DEFAULT_BUCKET_BYTES, DEFAULT_TIMEOUT, Backend, BackendError
+from train.backend_base import (
+    DEFAULT_BUCKET_BYTES,
+    DEFAULT_TIMEOUT,
+    Backend,
+    BackendError,
+    counter_variables,
+    counters_to_floats,
+    floating_variables,
+    set_counters_op,
+)
 
 LOG = logging.getLogger(__name__)
 JOB_NAME = "worker"
@@ -273,19 +282,26 @@ class CollectiveBackend(Backend):
         return out
 
     def broadcast_variables_op(self, variables):
-        """Rank 0 sends each variable's value; the others assign what they receive."""
+        """Rank 0 sends each float variable's value; the others assign what they receive. Counters are set
+        from rank 0's values carried in one float32 tensor (as on Ascend, where HCCL may not take int64)."""
         ops = []
         with tf.compat.v1.name_scope("broadcast_from_rank0"):
-            for var in variables:
-                shape = var.shape.as_list()
-                common = dict(group_size=self.size, group_key=GROUP_KEY, instance_key=self._next_key(),
-                              shape=shape, **self._common())
-                if self.rank == 0:
-                    ops.append(tf.raw_ops.CollectiveBcastSend(input=var.read_value(), **common))
-                else:
-                    value = tf.raw_ops.CollectiveBcastRecv(T=var.dtype.base_dtype, **common)
-                    ops.append(tf.compat.v1.assign(var, value).op)
+            for var in floating_variables(variables):
+                ops.append(self._broadcast(var.read_value(),
+                                           lambda value, var=var: tf.compat.v1.assign(var, value).op))
+            counters = counter_variables(variables)
+            if counters:
+                ops.append(self._broadcast(counters_to_floats(counters),
+                                           lambda value: set_counters_op(counters, value)))
         return tf.group(*ops)
+
+    def _broadcast(self, tensor, assign):
+        """Rank 0: send ``tensor``; other ranks: receive it and return ``assign(received)``."""
+        common = dict(group_size=self.size, group_key=GROUP_KEY, instance_key=self._next_key(),
+                      shape=tensor.shape.as_list(), **self._common())
+        if self.rank == 0:
+            return tf.raw_ops.CollectiveBcastSend(input=tensor, **common)
+        return assign(tf.raw_ops.CollectiveBcastRecv(T=tensor.dtype.base_dtype, **common))
 
     def wrap_optimizer(self, optimizer):
         return self._mixed_precision(AllreduceOptimizer(optimizer, self))

@@ -10,7 +10,8 @@ import os
 from collections import namedtuple
 
 from contract import worker_env
-from data.errors import BAD_IMAGE_POLICIES
+from data.errors import AUGMENT_MODES, BAD_IMAGE_POLICIES
+from train import flags
 from train.errors import TrainError
 
 OPTIMIZERS = ("momentum", "rmsprop", "adam")
@@ -23,6 +24,10 @@ PRECISION_MODES = MIXED_MODES + ("must_keep_origin_dtype", "force_fp32")
 # The allreduce backend of a multi-rank job per LAUNCH_BACKEND (one rank off Ascend: "none").
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
 ALLREDUCE_DTYPES = ("float32", "float16", "bfloat16")  # train.collective_backend.WIRE_DTYPES
+AUGMENTS = AUGMENT_MODES  # data.augment's modes (data.errors holds the list: no TensorFlow there)
+SMALL_IMAGE_SIZE = 128  # below this --image-size, --augment defaults to light
+BN_RECALIBRATE_BATCHES = 100
+RESUME_AUTO, RESUME_NEVER = "auto", "never"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +38,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = _Parser(prog="python -m train", description="Graph-mode image-classification trainer (one rank).")
+    p = _Parser(prog="python -m train", allow_abbrev=False,
+                description="Graph-mode image-classification trainer (one rank). Every --dash-option is "
+                            "also accepted with underscores (--batch_size).")
     add = p.add_argument
     add("--model", help="model name from the registry, e.g. mobilenetv3_small, shufflenetv1")
     add("--model-option", "--model_option", dest="model_options", action="append", default=[],
@@ -45,6 +52,18 @@ def build_parser():
         help="images per device per step (default 32)")
     add("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=None,
         help="images per device per evaluation step (default: --batch-size)")
+    add("--augment", choices=AUGMENTS, default=None,
+        help="training augmentation: imagenet (random-resized crop + flip, for ImageNet-sized photos), "
+             "light (mild scale/translate + flip, for small images), none; default imagenet for "
+             "--image-size >= %d, light below" % SMALL_IMAGE_SIZE)
+    add("--bn-recalibrate-batches", "--bn_recalibrate_batches", dest="bn_recalibrate_batches", type=int,
+        default=BN_RECALIBRATE_BATCHES,
+        help="before each evaluation and the final checkpoint/export, re-estimate the BatchNorm statistics "
+             "from up to N training batches per rank (evaluation preprocessing, no weight update), averaged "
+             "over ranks; 0: keep the moving averages (default %d)" % BN_RECALIBRATE_BATCHES)
+    add("--bn-momentum", "--bn_momentum", dest="bn_momentum", type=float, default=None,
+        help="BatchNorm moving-average decay of every BN layer, e.g. 0.9 (default: the model's, "
+             "MobileNetV3 0.99, ShuffleNetV1 0.9)")
     add("--epochs", "--epoch", dest="epochs", type=float, default=1.0, help="training epochs (default 1)")
     add("--max-steps", "--max_step", "--max_steps", "--max_train_step", dest="max_steps", type=int,
         default=None, help="stop after this many global steps (overrides --epochs for the length)")
@@ -71,13 +90,18 @@ def build_parser():
         help="mixed precision: NPU precision_mode, on GPU the auto mixed-precision rewrite with loss "
              "scaling (default allow_mix_precision on both); CPU always trains in float32")
     add("--loss-scale", "--loss_scale", dest="loss_scale", default=None,
-        help="GPU mixed precision: dynamic (default), off, or a fixed number >= 1")
+        help="loss scaling on NPU and GPU: dynamic (the default with a mixed precision mode), off, or a "
+             "fixed number >= 1; on CPU only when given (float32 needs none)")
+    add("--iterations-per-loop", "--iterations_per_loop", dest="iterations_per_loop", type=int, default=1,
+        help="steps per loop: on NPU the device runs N steps per sess.run (loop sinking); on CPU/GPU the "
+             "host runs N steps; metrics, evaluation and checkpoints happen once per loop (default 1)")
     add("--allreduce-dtype", "--allreduce_dtype", dest="allreduce_dtype", choices=ALLREDUCE_DTYPES,
         default="float32", help="CPU/GPU with several ranks: dtype of the gradients on the wire; float16 or "
                                 "bfloat16 send half the bytes (default float32: the gradients' own)")
     add("--allreduce-bucket-mb", "--allreduce_bucket_mb", dest="allreduce_bucket_mb", type=float,
         default=None, help="CPU/GPU with several ranks: gradients fused per collective, in MiB "
                            "(0: one collective per tensor; default: the backend's)")
+    add_npu_debug_flags(p)
     add("--seed", type=int, default=1234)
     add("--log-every", "--log_every", "--log_every_n_steps", "--display_every", dest="log_every", type=int,
         default=10, help="write a metrics record and a log line every N steps (default 10)")
@@ -87,9 +111,17 @@ def build_parser():
         help="checkpoint every N epochs (0: off; default 1)")
     add("--keep-checkpoints", "--keep_checkpoints", "--keep_checkpoint_max", dest="keep_checkpoints",
         type=int, default=5, help="keep the newest K checkpoints (default 5)")
-    add("--resume", dest="resume", action="store_true", default=True,
-        help="continue from the newest checkpoint in the checkpoint directory (default)")
-    add("--no-resume", "--no_resume", dest="resume", action="store_false", help="start from scratch")
+    add("--resume", dest="resume", nargs="?", const=RESUME_AUTO, default=RESUME_AUTO,
+        metavar="auto|never|PATH",
+        help="auto (default): continue an unfinished run from the newest checkpoint of the checkpoint "
+             "directory (a finished run says so and trains nothing); never: start over, moving the old "
+             "checkpoints aside to checkpoints.N (nothing is deleted); PATH: continue from that checkpoint "
+             "(its step and optimizer state)")
+    add("--no-resume", dest="resume", action="store_const", const=RESUME_NEVER,
+        help="the same as --resume never")
+    add("--eval-only", dest="eval_only", action="store_true",
+        help="evaluate a checkpoint (--resume PATH, else the newest in the checkpoint directory) on the "
+             "validation split and exit; nothing is trained")
     add("--eval-every-epochs", "--eval_every_epochs", dest="eval_every_epochs", type=float, default=0.0,
         help="also evaluate every N epochs (default 0: only at the end)")
     add("--no-eval", "--no_eval", dest="eval", action="store_false", default=True,
@@ -103,10 +135,12 @@ def build_parser():
         help="write a SavedModel and a frozen .pb at the end (rank 0; default)")
     add("--no-export", "--no_export", dest="export", action="store_false")
     add("--output-dir", "--output_dir", dest="output_dir", default=None,
-        help="job output directory (default: $LAUNCH_OUTPUT_DIR or ./output)")
-    add("--checkpoint-dir", "--checkpoint_dir", "--model_dir", dest="checkpoint_dir", default=None,
+        help="job output directory (default: $LAUNCH_OUTPUT_DIR or ./output); under the launcher, give "
+             "the launcher's --output-dir instead")
+    add("--checkpoint-dir", "--checkpoint_dir", "--model_dir", "--modeldir", dest="checkpoint_dir",
+        default=None,
         help="checkpoint directory (default: $LAUNCH_CHECKPOINT_DIR or <output>/checkpoints)")
-    return p
+    return flags.accept_underscores(p)
 
 
 def add_data_flags(parser):
@@ -119,6 +153,77 @@ def add_data_flags(parser):
     add("--bad-images", "--bad_images", dest="bad_images", choices=BAD_IMAGE_POLICIES, default="skip",
         help="an unreadable or corrupt image: skip it and count it in the log (default), or stop with "
              "its file name")
+
+
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def switch(text):
+    """A ModelZoo on/off value (True/False, 1/0, yes/no, on/off) -> bool; a bare flag means True."""
+    word = str(text).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError("expected True or False, not %r" % (text,))
+
+
+def add_npu_debug_flags(parser):
+    """ModelZoo's NPU debugging flags (Ascend only; other devices accept them and say so)."""
+    add = parser.add_argument
+    add("--profiling", dest="profiling", type=switch, nargs="?", const=True, default=False,
+        help="NPU: profile with NpuOptimizer profiling_mode/profiling_options; written under "
+             "<rank dir>/profiling (or --profiling_dump_path)")
+    add("--profiling-dump-path", "--profiling_dump_path", dest="profiling_dump_path", default=None,
+        help="NPU: directory for --profiling output")
+    add("--over-dump", "--over_dump", dest="over_dump", type=switch, nargs="?", const=True, default=False,
+        help="NPU: overflow detection dump (enable_dump_debug, dump_debug_mode=all) under "
+             "<rank dir>/overflow_dump (or --over_dump_path)")
+    add("--over-dump-path", "--over_dump_path", dest="over_dump_path", default=None,
+        help="NPU: directory for --over_dump output")
+    add("--data-dump-flag", "--data_dump_flag", dest="data_dump_flag", type=switch, nargs="?", const=True,
+        default=False, help="NPU: dump operator outputs (enable_dump) of the steps in --data_dump_step under "
+                            "<rank dir>/data_dump (or --data_dump_path)")
+    add("--data-dump-step", "--data_dump_step", dest="data_dump_step", default=None,
+        help="NPU: steps to dump, the adapter's dump_step format, e.g. 10 or 0|5|10-20 (default: all)")
+    add("--data-dump-path", "--data_dump_path", dest="data_dump_path", default=None,
+        help="NPU: directory for --data_dump_flag output")
+    add("--bind-core", "--bind_core", dest="bind_core", type=switch, nargs="?", const=True, default=None,
+        help="accepted for ModelZoo scripts; the launcher always binds each rank to its share of the cores")
+
+
+def check_dump_step(text):
+    """TrainError unless ``text`` is the adapter's dump_step format: 'N' or 'A-B' items joined by '|', at
+    most 100, A < B (tf_adapter/util/npu_attrs.cc checkDumpStep, master :236-266, development :88-112)."""
+    items = str(text).split("|")
+    fix = "; use steps like 10 or 0|5|10-20"
+    if len(items) > 100:
+        raise TrainError("--data_dump_step lists %d sets; the adapter takes at most 100" % len(items))
+    for item in items:
+        ends = item.split("-")
+        if len(ends) > 2 or not all(end.isdigit() for end in ends):
+            raise TrainError("--data_dump_step %r is not in the adapter's format%s" % (text, fix))
+        if len(ends) == 2 and int(ends[0]) >= int(ends[1]):
+            raise TrainError("--data_dump_step range %r must go up%s" % (item, fix))
+
+
+def parse_loss_scale(value):
+    """None (the device's default), 'off', 'dynamic' or a fixed float >= 1 (pure; TrainError says why)."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lower()
+    if text in ("off", "none", "0", "false"):
+        return "off"
+    if text in ("dynamic", "true", "on", "yes"):  # ModelZoo scripts write --loss_scale=True too
+        return "dynamic"
+    try:
+        number = float(text)
+    except ValueError:
+        number = 0.0
+    if not number >= 1 or number == float("inf"):
+        raise TrainError("loss scale %r is not valid; use 'dynamic', 'off' or a number >= 1" % (value,))
+    return number
 
 
 def check_data_flags(args):
@@ -144,7 +249,12 @@ def data_options(argv):
 
 def parse_flags(argv):
     """Parsed and checked flags (argparse.Namespace); TrainError names the fix."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    clash = flags.conflict(parser, argv)
+    if clash:
+        raise TrainError(clash)
+    args = parser.parse_args(argv)
+    args.given = sorted(flags.dests_given(parser, argv))
     if not args.model:
         raise TrainError("--model is required, e.g. --model mobilenetv3_small")
     for name in ("batch_size", "image_size", "log_every", "keep_checkpoints"):
@@ -162,13 +272,60 @@ def parse_flags(argv):
         raise TrainError("--allreduce-bucket-mb must be 0 (one collective per tensor) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise TrainError("--label-smoothing must be in [0, 1)")
+    if args.bn_recalibrate_batches < 0:
+        raise TrainError("--bn-recalibrate-batches must be 0 (off) or more")
+    if args.bn_momentum is not None and not 0.0 <= args.bn_momentum < 1.0:
+        raise TrainError("--bn-momentum must be in [0, 1), e.g. 0.9 (it is the moving-average decay)")
+    if args.augment is None:
+        args.augment = "imagenet" if args.image_size >= SMALL_IMAGE_SIZE else "light"
+    if args.eval_only and not args.eval:
+        raise TrainError("--eval-only and --no-eval contradict each other; give one")
     if args.freeze_backbone and not args.finetune:
         raise TrainError("--freeze-backbone needs --finetune CKPT (a backbone to keep)")
     check_data_flags(args)
+    check_resume(args)
+    if args.finetune:
+        checkpoint_path(args.finetune, "--finetune")
+    if args.iterations_per_loop < 1:
+        raise TrainError("--iterations-per-loop must be 1 or more (ModelZoo scripts use 100)")
+    if args.data_dump_step is not None:
+        check_dump_step(args.data_dump_step)
+    parse_loss_scale(args.loss_scale)
     args.lr_boundaries = parse_boundaries(args.lr_boundaries)
     if args.lr_schedule == "piecewise" and not args.lr_boundaries:
         raise TrainError("--lr-schedule piecewise needs --lr-boundaries, e.g. --lr-boundaries 30,60,80")
     return args
+
+
+def check_resume(args):
+    """--resume auto|never|PATH (PATH: a checkpoint prefix, its .index file, or a directory with one)."""
+    value = args.resume
+    if value in (RESUME_AUTO, RESUME_NEVER):
+        if args.eval_only and value == RESUME_NEVER:
+            raise TrainError("--eval-only evaluates a checkpoint: give --resume PATH or --resume auto, "
+                             "not never")
+        return
+    if not value:
+        raise TrainError("--resume needs auto, never or a checkpoint path")
+    args.resume = checkpoint_path(value, "--resume", "auto, never or ")
+
+
+def checkpoint_path(value, flag, also=""):
+    """A checkpoint prefix or a directory holding one, from what a user typed (the prefix, its .index or
+    .data file, a directory); TrainError naming ``flag`` when there is none. No TensorFlow: the launcher
+    checks --resume PATH and --finetune with it before any rank starts."""
+    prefix = value[:-len(".index")] if value.endswith(".index") else value
+    if ".data-" in prefix:
+        prefix = prefix.split(".data-")[0]
+    if os.path.isdir(prefix):
+        if not os.path.exists(os.path.join(prefix, "checkpoint")):
+            raise TrainError("%s %s: that directory holds no checkpoint (no `checkpoint` index file); give "
+                             "%sa checkpoint prefix such as DIR/model.ckpt-1000" % (flag, value, also))
+        return prefix
+    if not os.path.exists(prefix + ".index"):
+        raise TrainError("%s %s: no such checkpoint (no %s.index); give %sa checkpoint prefix such as "
+                         "DIR/model.ckpt-1000" % (flag, value, prefix, also))
+    return prefix
 
 
 def parse_boundaries(text):

@@ -52,15 +52,28 @@ class MetricsWriter:
 
 
 def train_record(step, total_steps, epoch, loss, accuracy, lr, images_per_sec, step_time, batch_size,
-                 skipped_images=0):
+                 skipped_images=0, timed_steps=None, timed_seconds=None, warmup=False, overflow_steps=None,
+                 loss_scale=None):
     """The fields of a `train` record (pure); `skipped_images` (this rank's running count of unreadable
-    images dropped) only once there is one."""
+    images dropped) only once there is one. `timed_steps` steps took `timed_seconds` (the speed's basis);
+    `warmup`: they are only the first step of the process (graph build), not a steady rate. With loss
+    scaling `overflow_steps` (steps of this run whose update was skipped for a gradient overflow; each still
+    counts as a step) and `loss_scale`."""
     record = {"step": int(step), "total_steps": int(total_steps), "epoch": round(float(epoch), 4),
               "loss": round(float(loss), 6), "accuracy": round(float(accuracy), 6), "lr": float(lr),
               "images_per_sec": round(float(images_per_sec), 2), "step_time": round(float(step_time), 5),
               "batch_size": int(batch_size)}
+    if timed_steps is not None:
+        record["timed_steps"] = int(timed_steps)
+        record["timed_seconds"] = round(float(timed_seconds), 4)
+    if warmup:
+        record["warmup"] = True
     if skipped_images:
         record["skipped_images"] = int(skipped_images)
+    if overflow_steps is not None:
+        record["overflow_steps"] = int(overflow_steps)
+    if loss_scale is not None:
+        record["loss_scale"] = float(loss_scale)
     return record
 
 
@@ -68,6 +81,9 @@ def human_train_lines(record, global_images_per_sec):
     """A friendly progress line plus the estimator-style lines ModelZoo scripts parse (pure)."""
     steps_per_sec = 1.0 / record["step_time"] if record["step_time"] > 0 else 0.0
     skipped = " skipped %d" % record["skipped_images"] if record.get("skipped_images") else ""
+    if record.get("overflow_steps"):
+        skipped += " overflow-skipped steps %d (loss scale %g)" % (record["overflow_steps"],
+                                                                   record.get("loss_scale", 0.0))
     return [
         "step %d/%d epoch %.2f loss %.4f acc %.3f lr %.6f %.1f img/s (all ranks %.1f) %.4f s/step%s" % (
             record["step"], record["total_steps"], record["epoch"], record["loss"], record["accuracy"],
@@ -82,6 +98,13 @@ def human_skipped_line(count, rank):
     """The line logged when the count of skipped images grows (pure)."""
     return "rank %s: skipped %d unreadable or corrupt image%s so far (list them with: python -m data " \
            "--check DATA_PATH)" % (rank, count, "" if count == 1 else "s")
+
+
+def human_overflow_line(count, step, loss_scale, rank):
+    """The line logged when gradient overflows skipped more updates (pure)."""
+    return "rank %s: %d step%s so far skipped its update for a gradient overflow (step %d, loss scale now " \
+           "%g); dynamic loss scaling lowers the scale until the gradients fit" \
+           % (rank, count, "" if count == 1 else "s", step, loss_scale)
 
 
 def human_eval_line(step, top1, top5, count):

@@ -71,8 +71,31 @@ def build_model(name, num_classes, image_size, weight_decay, dropout, options):
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
     x = layers.GlobalAveragePooling2D()(x)
+    if name == "overflow":  # the gradient overflows at the updates listed in the option overflow_at=1:2
+        x = layers.Lambda(_overflow_gradient(_overflow_steps(options)), name="overflow")(x)
     outputs = layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(x)
     return tf.keras.Model(inputs, outputs, name=name)
+
+
+def _overflow_steps(options):
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "overflow_at":
+            return [int(step) for step in value.split(":")]
+    return []
+
+
+def _overflow_gradient(steps):
+    """Identity forward; backward multiplies the gradient by inf when the update starts at one of `steps`
+    (global_step before the update): a gradient overflow the loss does not show, as fp16 on a device."""
+    @tf.custom_gradient
+    def overflow(x):
+        def grad(dy):
+            step = tf.cast(tf.compat.v1.train.get_global_step(), tf.int64)
+            hit = tf.reduce_any(tf.equal(step, tf.constant(steps + [-1], tf.int64)))
+            return dy * tf.where(hit, float("inf"), 1.0)
+        return tf.identity(x), grad
+    return overflow
 
 
 def regularization_loss(model):
@@ -82,7 +105,11 @@ def regularization_loss(model):
 
 def make_backend(args):
     from train.backends import backend_from_env
-    return backend_from_env(precision_mode=args.precision_mode)
+    from train.npu_backend import debug_dirs
+    rank_dir = os.path.join(args.output_dir or "output", os.environ.get("RANK_ID", "0"))
+    return backend_from_env(precision_mode=args.precision_mode, loss_scale=args.loss_scale,
+                            iterations_per_loop=args.iterations_per_loop,
+                            debug_plan=debug_dirs(args, rank_dir))
 
 
 def preprocessing(image_size):
