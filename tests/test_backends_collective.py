@@ -120,8 +120,10 @@ def lost_peers(tmp_path_factory):
             running.kill_all()
 
 
-def test_two_ranks_end_with_bit_identical_weights(job):
-    job.start(size=2, steps=30)
+@pytest.mark.parametrize("extra", [(), ("--allreduce-dtype", "float16"), ("--allreduce-dtype", "bfloat16")],
+                         ids=["float32", "float16-wire", "bfloat16-wire"])
+def test_two_ranks_end_with_bit_identical_weights(job, extra):
+    job.start(size=2, steps=30, extra=extra)
     for rank, proc in job.procs.items():
         assert proc.wait(timeout=90) == 0, job.log(rank)
     first = np.load(os.path.join(job.out, "weights_0.npz"))

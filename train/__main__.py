@@ -59,14 +59,23 @@ def default_parts(args, env=None, placement=None):
     def make_backend(args):
         from train.npu_backend import debug_dirs
         rank_dir = placement.rank_dir if placement is not None else os.path.abspath("output")
-        return backend_from_env(env, precision_mode=args.precision_mode, loss_scale=args.loss_scale,
-                                iterations_per_loop=args.iterations_per_loop,
-                                debug_plan=debug_dirs(args, rank_dir))
+        return backend_from_env(env, iterations_per_loop=args.iterations_per_loop,
+                                debug_plan=debug_dirs(args, rank_dir), **backend_flags(args))
 
     return Parts(inspect_data=inspect_data, train_dataset=train_dataset, eval_dataset=eval_dataset,
                  build_model=build_model, regularization_loss=registry.regularization_loss,
                  make_backend=make_backend, preprocessing=preprocessing_description,
                  calibration_dataset=calibration_dataset)
+
+
+def backend_flags(args):
+    """The trainer's flags that the backend reads (train.backends.make_backend keywords)."""
+    flags = {"precision_mode": args.precision_mode, "loss_scale": args.loss_scale,
+             "allreduce_dtype": getattr(args, "allreduce_dtype", None)}
+    bucket_mb = getattr(args, "allreduce_bucket_mb", None)
+    if bucket_mb is not None:
+        flags["bucket_bytes"] = int(bucket_mb * 1024 * 1024)
+    return flags
 
 
 def preprocessing_description(image_size):

@@ -33,11 +33,13 @@ KINDS = ("none", "collective", "hccl")
 
 def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, bucket_bytes=DEFAULT_BUCKET_BYTES,
                  precision_mode=None, loss_scale=None, device=None, intra_op_threads=0, inter_op_threads=0,
-                 iterations_per_loop=1, op_timeouts=None, debug_plan=None):
+                 iterations_per_loop=1, op_timeouts=None, allreduce_dtype=None, debug_plan=None):
     """The backend object for ``kind`` in none, collective, hccl (see docs/backends.md).
 
     ``op_timeouts`` (collective): None uses per-op collective timeouts where TensorFlow has them
     (TF >= 2.x) and the session's operation timeout otherwise (TF 1.15); False forces the latter.
+    ``allreduce_dtype`` (collective): float16 or bfloat16 sends the gradients in that dtype (half the
+    bytes); None or float32 keeps their own. The other backends have nothing to send it to (logged).
     """
     if kind not in KINDS:
         raise BackendError("backend %r is unknown; use one of %s" % (kind, ", ".join(KINDS)))
@@ -49,12 +51,16 @@ def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, buck
     if kind != "hccl" and debug_plan:
         LOG.info("--profiling, --over_dump and --data_dump_flag are NPU-only: ignored on %s", device)
     if kind == "none":
+        if allreduce_dtype not in (None, "", "float32"):
+            LOG.info("allreduce dtype %s ignored: one rank sends nothing", allreduce_dtype)
         if int(size) != 1:
             raise BackendError("backend none runs one rank, not %s; use collective or hccl" % size)
         return Backend(rank, size, **common)
     if kind == "collective":
         return CollectiveBackend(rank, size, peers, timeout=timeout, bucket_bytes=bucket_bytes,
-                                 op_timeouts=op_timeouts, **common)
+                                 op_timeouts=op_timeouts, allreduce_dtype=allreduce_dtype, **common)
+    if allreduce_dtype not in (None, "", "float32"):
+        LOG.info("allreduce dtype %s ignored by the %s backend (collective only)", allreduce_dtype, kind)
     return HcclBackend(rank, size, debug_plan=debug_plan, **common)
 
 

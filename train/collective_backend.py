@@ -7,8 +7,11 @@ messages; each bucket can start as soon as its gradients exist, so communication
 the backward pass), and CollectiveBcastSend/Recv for rank 0's initial variables. Every collective has a
 timeout so that a dead or frozen peer makes the others fail instead of hanging.
 
-Averaging is a sum (the collective hands every rank the same reduced bytes) followed by the same local
-division on every rank, so all ranks apply bit-identical updates.
+Averaging is the collective's own sum and division (``final_op="Div"``: each chunk is divided once, by
+the rank that finishes reducing it, before the ring hands the same bytes to every rank), so all ranks
+apply bit-identical updates. Optionally the gradients travel as float16 or bfloat16 (half the bytes;
+cast back to their own dtype after the reduction, identically on every rank). On GPU the collectives ask
+for NCCL where this TensorFlow has the ``communication_hint`` attribute and NCCL; the ring otherwise.
 """
 import inspect
 import logging
@@ -31,6 +34,8 @@ from train.backend_base import (
 LOG = logging.getLogger(__name__)
 JOB_NAME = "worker"
 GROUP_KEY = 1
+# Wire dtypes for gradients: None keeps each gradient's own dtype.
+WIRE_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def plan_buckets(sizes, bucket_bytes):
@@ -91,6 +96,38 @@ def wait_for_peers(peers, rank, timeout, poll=0.2):
             time.sleep(poll)
 
 
+def parse_wire_dtype(value):
+    """None for the gradients' own dtype, else one of WIRE_DTYPES (from a flag)."""
+    if value in (None, "", "float32"):
+        return None
+    if value not in WIRE_DTYPES:
+        raise BackendError("allreduce dtype %r is unknown; use one of %s" % (value, ", ".join(WIRE_DTYPES)))
+    return value
+
+
+def choose_communication(device_kind, has_hint, nccl_available):
+    """(communication_hint or None, reason) for the collective ops (pure).
+
+    NCCL only on GPU, when the collective ops take the hint (TF 1.15 and later do) and this TensorFlow
+    has NCCL and sees a GPU; the ring everywhere else. None: the ops have no hint attribute at all.
+    """
+    if not has_hint:
+        return None, "this TensorFlow's collective ops take no communication_hint: its default (ring)"
+    if device_kind == "gpu" and nccl_available:
+        return "nccl", "GPU with NCCL"
+    if device_kind == "gpu":
+        return "ring", "GPU but no NCCL or no visible GPU in this TensorFlow: ring"
+    return "ring", "%s: ring" % device_kind
+
+
+def nccl_available():
+    """True when this TensorFlow was built with CUDA (which brings NCCL) and sees a GPU."""
+    try:
+        return bool(tf.test.is_built_with_cuda() and tf.config.experimental.list_physical_devices("GPU"))
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _supports_attr(op_function, name):
     """True when this TensorFlow's raw op takes the attribute (TF 1.15 lacks ``timeout_seconds``)."""
     try:
@@ -132,7 +169,7 @@ class CollectiveBackend(Backend):
     kind = "collective"
 
     def __init__(self, rank, size, peers, timeout=DEFAULT_TIMEOUT, bucket_bytes=DEFAULT_BUCKET_BYTES,
-                 start_server=True, op_timeouts=None, **options):
+                 start_server=True, op_timeouts=None, allreduce_dtype=None, nccl=None, **options):
         super().__init__(rank, size, **options)
         self.peers = parse_peers(peers)
         if len(self.peers) != size:
@@ -147,6 +184,12 @@ class CollectiveBackend(Backend):
         if op_timeouts is None:
             op_timeouts = _supports_attr(tf.raw_ops.CollectiveReduce, "timeout_seconds")
         self._op_timeout = bool(op_timeouts)
+        self.wire_dtype = parse_wire_dtype(allreduce_dtype)
+        if nccl is None:
+            nccl = self.device_kind == "gpu" and nccl_available()
+        self.communication, reason = choose_communication(
+            self.device_kind, _supports_attr(tf.raw_ops.CollectiveReduce, "communication_hint"), nccl)
+        LOG.info("collectives: %s (%s)", self.communication or "default", reason)
         self._server = None
         if start_server:
             self._server = self._start_server()
@@ -175,16 +218,27 @@ class CollectiveBackend(Backend):
         self._instance_key += 1
         return self._instance_key
 
+    def describe(self):
+        return "%s collectives %s buckets %d bytes wire %s" % (
+            super().describe(), self.communication or "default", self.bucket_bytes,
+            self.wire_dtype or "gradient dtype")
+
     def _common(self):
         extra = {}
         if self._op_timeout:
             extra["timeout_seconds"] = self.timeout
+        if self.communication:
+            extra["communication_hint"] = self.communication
         return extra
 
-    def _reduce_sum(self, tensor):
+    def _reduce(self, tensor, final_op="Id"):
+        """One CollectiveReduce: the sum over ranks ("Id") or the mean ("Div": divided by the rank count)."""
         return tf.raw_ops.CollectiveReduce(
             input=tensor, group_size=self.size, group_key=GROUP_KEY, instance_key=self._next_key(),
-            merge_op="Add", final_op="Id", subdiv_offsets=[0], **self._common())
+            merge_op="Add", final_op=final_op, subdiv_offsets=[0], **self._common())
+
+    def _reduce_sum(self, tensor):
+        return self._reduce(tensor, "Id")
 
     def allreduce_sum(self, tensors):
         tensors = [tf.convert_to_tensor(t) for t in tensors]
@@ -213,9 +267,12 @@ class CollectiveBackend(Backend):
                 flat = parts[0]
             else:
                 flat = tf.concat([tf.reshape(p, [-1]) for p in parts], axis=0)
-            total = self._reduce_sum(flat)
-            if divide:
-                total = total / tf.cast(self.size, total.dtype)
+            dtype = flat.dtype.base_dtype
+            wire = self.wire_dtype if divide and dtype.is_floating else None
+            if wire and wire != dtype.name:
+                total = tf.cast(self._reduce(tf.cast(flat, wire), "Div"), dtype)
+            else:
+                total = self._reduce(flat, "Div" if divide else "Id")
             if len(parts) == 1:
                 out[bucket[0]] = total
                 continue

@@ -23,6 +23,7 @@ MIXED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
 PRECISION_MODES = MIXED_MODES + ("must_keep_origin_dtype", "force_fp32")
 # The allreduce backend of a multi-rank job per LAUNCH_BACKEND (one rank off Ascend: "none").
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
+ALLREDUCE_DTYPES = ("float32", "float16", "bfloat16")  # train.collective_backend.WIRE_DTYPES
 AUGMENTS = AUGMENT_MODES  # data.augment's modes (data.errors holds the list: no TensorFlow there)
 SMALL_IMAGE_SIZE = 128  # below this --image-size, --augment defaults to light
 BN_RECALIBRATE_BATCHES = 100
@@ -94,6 +95,12 @@ def build_parser():
     add("--iterations-per-loop", "--iterations_per_loop", dest="iterations_per_loop", type=int, default=1,
         help="steps per loop: on NPU the device runs N steps per sess.run (loop sinking); on CPU/GPU the "
              "host runs N steps; metrics, evaluation and checkpoints happen once per loop (default 1)")
+    add("--allreduce-dtype", "--allreduce_dtype", dest="allreduce_dtype", choices=ALLREDUCE_DTYPES,
+        default="float32", help="CPU/GPU with several ranks: dtype of the gradients on the wire; float16 or "
+                                "bfloat16 send half the bytes (default float32: the gradients' own)")
+    add("--allreduce-bucket-mb", "--allreduce_bucket_mb", dest="allreduce_bucket_mb", type=float,
+        default=None, help="CPU/GPU with several ranks: gradients fused per collective, in MiB "
+                           "(0: one collective per tensor; default: the backend's)")
     add_npu_debug_flags(p)
     add("--seed", type=int, default=1234)
     add("--log-every", "--log_every", "--log_every_n_steps", "--display_every", dest="log_every", type=int,
@@ -261,6 +268,8 @@ def parse_flags(argv):
         raise TrainError("--max-steps must be positive")
     if args.learning_rate <= 0:
         raise TrainError("--learning-rate must be positive")
+    if args.allreduce_bucket_mb is not None and args.allreduce_bucket_mb < 0:
+        raise TrainError("--allreduce-bucket-mb must be 0 (one collective per tensor) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise TrainError("--label-smoothing must be in [0, 1)")
     if args.bn_recalibrate_batches < 0:

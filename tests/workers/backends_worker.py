@@ -42,12 +42,15 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--bucket-bytes", type=int, default=4 * 1024 * 1024)
+    parser.add_argument("--allreduce-dtype", default=None, help="gradients on the wire: float16, bfloat16")
     parser.add_argument("--session-timeout", action="store_true",
                         help="bound collectives with the session's operation timeout (the TF 1.15 way)")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK_ID", "0"))
     try:
         extra = {"op_timeouts": False} if args.session_timeout else {}
+        if args.allreduce_dtype:
+            extra["allreduce_dtype"] = args.allreduce_dtype
         backend = backend_from_env(bucket_bytes=args.bucket_bytes, **extra)
     except BackendError as exc:
         sys.stderr.write("error: %s\n" % exc)
