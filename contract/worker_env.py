@@ -92,6 +92,21 @@ VARIABLES = (
     Var("ascend_device_id", "ASCEND_DEVICE_ID", "str", "", "npu: logical device id"),
     Var("device_index", "DEVICE_INDEX", "str", "", "npu: the rank id (ModelZoo scripts read it)"),
     Var("unbuffered", "PYTHONUNBUFFERED", "str", "", "'1': worker output reaches the log at once"),
+    # torchrun's variables, set for `-- CMD` workers only (a PyTorch / torch_npu script's env:// init)
+    Var("master_addr", "MASTER_ADDR", "str", None, "-- CMD: node 0's address (torch.distributed env://)"),
+    Var("master_port", "MASTER_PORT", "int", None, "-- CMD: the port rank 0 serves the store on"),
+    Var("world_size", "WORLD_SIZE", "int", None, "-- CMD: torchrun's WORLD_SIZE (= RANK_SIZE)"),
+    Var("torch_rank", "RANK", "int", None, "-- CMD: torchrun's RANK (= RANK_ID)"),
+    Var("torch_local_rank", "LOCAL_RANK", "int", None, "-- CMD: torchrun's LOCAL_RANK"),
+    Var("local_world_size", "LOCAL_WORLD_SIZE", "int", None, "-- CMD: ranks on this host"),
+    Var("group_rank", "GROUP_RANK", "int", None, "-- CMD: this host's index (torchrun's node rank)"),
+    Var("group_world_size", "GROUP_WORLD_SIZE", "int", None, "-- CMD: number of hosts"),
+    Var("role_name", "ROLE_NAME", "str", None, "-- CMD: torchrun's role ('default')"),
+    Var("role_rank", "ROLE_RANK", "int", None, "-- CMD: = RANK"),
+    Var("role_world_size", "ROLE_WORLD_SIZE", "int", None, "-- CMD: = WORLD_SIZE"),
+    Var("elastic_run_id", "TORCHELASTIC_RUN_ID", "str", None, "-- CMD: the job id"),
+    Var("elastic_restart_count", "TORCHELASTIC_RESTART_COUNT", "int", None, "-- CMD: = LAUNCH_RESTART"),
+    Var("elastic_max_restarts", "TORCHELASTIC_MAX_RESTARTS", "int", None, "-- CMD: --max-restarts"),
 )
 
 NAMES = {var.field: var.name for var in VARIABLES}

@@ -1,4 +1,8 @@
-"""Random-resized-crop windows and flips from random numbers drawn elsewhere (TensorFlow 1.15 API).
+"""Training augmentation: crop windows and flips from random numbers drawn elsewhere (TensorFlow 1.15 API).
+
+Modes (`--augment`): `imagenet`, Inception's random-resized crop + flip, for ImageNet-sized photos;
+`light`, a mild scale/translate crop + flip, for small images (a crop down to 8% of an 8x8 digit or a
+25x25 face leaves nothing to learn from); `none`, the evaluation preprocessing unchanged.
 
 Why: decoding runs inside a small per-image dataset so a corrupt file can be caught (see robust.py);
 random ops created in such a function may be re-instantiated per image and repeat the same numbers.
@@ -9,6 +13,7 @@ the whole image when no try is valid.
 """
 import math
 
+from data.errors import AUGMENT_MODES, DataError
 from tfcompat import tf
 
 ATTEMPTS = 10
@@ -16,6 +21,15 @@ NUM_DRAWS = 4 * ATTEMPTS + 1  # area, ratio, y, x per attempt; one for the flip
 AREA_RANGE = (0.08, 1.0)
 LOG_RATIO_RANGE = (math.log(3.0 / 4.0), math.log(4.0 / 3.0))
 MIN_OBJECT_COVERED = 0.1
+MODES = AUGMENT_MODES
+# light: a square-ish window of 75%-100% of each side (its mean, 87.5%, is the evaluation's centre crop),
+# anywhere in the image: at most a 25% shift and a 1.33x zoom.
+LIGHT_SCALE_RANGE = (0.75, 1.0)
+
+
+def check_mode(mode):
+    if mode not in MODES:
+        raise DataError("unknown augmentation %r; use one of: %s" % (mode, ", ".join(MODES)))
 
 
 def draws(seed=None):
@@ -47,6 +61,19 @@ def random_crop_window(shape, uniforms, boxes=None):
                        tf.gather(crop_h, first), tf.gather(crop_w, first)])
     whole = tf.stack([0.0, 0.0, height, width])
     return tf.cast(tf.cond(any_valid, lambda: chosen, lambda: whole), tf.int32)
+
+
+def light_crop_window(shape, uniforms):
+    """[y, x, h, w] int32 of a mild random crop: each side scaled by one factor in LIGHT_SCALE_RANGE,
+    placed uniformly in the image (uses the first three draws)."""
+    height = tf.cast(shape[0], tf.float32)
+    width = tf.cast(shape[1], tf.float32)
+    scale = LIGHT_SCALE_RANGE[0] + (LIGHT_SCALE_RANGE[1] - LIGHT_SCALE_RANGE[0]) * uniforms[0]
+    crop_h = tf.maximum(tf.round(height * scale), 1.0)
+    crop_w = tf.maximum(tf.round(width * scale), 1.0)
+    crop_y = tf.floor(uniforms[1] * (height - crop_h + 1.0))
+    crop_x = tf.floor(uniforms[2] * (width - crop_w + 1.0))
+    return tf.cast(tf.stack([crop_y, crop_x, crop_h, crop_w]), tf.int32)
 
 
 def _covers_a_box(crop_y, crop_x, crop_h, crop_w, boxes, height, width):

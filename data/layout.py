@@ -61,6 +61,40 @@ class DataInfo:
         return "DataInfo(%s)" % self.summary()
 
 
+def folder_shard(files, labels, rank, size, what):
+    """Rank ``rank``'s share of an image folder (every size-th example); DataError if it gets none."""
+    mine = list(files[rank::size])
+    if not mine:
+        raise DataError("%d %s images cannot give each of %d ranks at least one; use fewer ranks or more data"
+                        % (len(files), what, size))
+    return mine, list(labels[rank::size])
+
+
+def record_shard(records, counts, rank, size, what):
+    """Rank ``rank``'s whole TFRecord files (every size-th); DataError when there are fewer files than ranks
+    or this rank's files hold no records."""
+    if len(records) < size:
+        raise DataError("%d %s-* TFRecord files cannot give each of %d ranks whole files; convert again "
+                        "with --shards %d or more (a multiple of the rank count)"
+                        % (len(records), what, size, size))
+    mine = records[rank::size]
+    mine_counts = [count for count in counts[rank::size] if count is not None]
+    if len(mine_counts) == len(mine) and sum(mine_counts) == 0:
+        raise DataError("rank %d's %s-* TFRecord files hold no records; convert again with fewer shards"
+                        % (rank, what))
+    return mine
+
+
+def check_sharding(info, size):
+    """Every rank of a job of ``size`` gets training data: the pipeline's own checks, run for each rank
+    before any starts (the launcher calls this so a bad split fails once, not in every worker)."""
+    for rank in range(size):
+        if info.kind == "folder":
+            folder_shard(info.train_files, info.train_labels, rank, size, "training")
+        elif info.kind == "tfrecord":
+            record_shard(info.train_records, info.train_record_counts, rank, size, "train")
+
+
 def inspect(path, label_offset=0, num_classes=None, count_records=True):
     """Look at a --data-path and return a DataInfo; DataError (one line) for every user mistake.
 

@@ -6,6 +6,8 @@ once across ranks. Use with tf.compat.v1.data.make_one_shot_iterator (or an init
 
 - train_dataset: endless (images float32 [B,S,S,3], labels int32 [B]) (+ skipped int64 [] with
   return_skipped=True: the running count of unreadable images this rank dropped; log it).
+- calibration_dataset: endless training-split batches with the evaluation preprocessing, one fixed
+  shuffled order (for re-estimating BatchNorm statistics: the distribution the model sees at inference).
 - eval_dataset: eval_steps(...) batches of (images, labels, valid float32 [B]) on every rank; padding
   examples have valid = 0.
 Sharding: image folders by example (rank r takes examples r, r+N, ...), TFRecords by whole file.
@@ -13,6 +15,8 @@ Large folder shards are read from file lists written to `list_dir` (default: the
 """
 from data import augment, file_lists, preprocess, robust
 from data.errors import DataError
+from data.layout import folder_shard as _folder_shard
+from data.layout import record_shard as _record_shard
 from tfcompat import tf
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
@@ -29,9 +33,12 @@ def eval_steps(info, batch_size, size):
 
 
 def train_dataset(info, batch_size, image_size, rank=0, size=1, seed=0, bad_images="skip",
-                  shuffle_buffer=10000, parallel=DEFAULT_PARALLEL, return_skipped=False, list_dir=None):
-    """Endless training batches of this rank's disjoint shard, reshuffled every epoch from `seed`."""
+                  shuffle_buffer=10000, parallel=DEFAULT_PARALLEL, return_skipped=False, list_dir=None,
+                  augment_mode="imagenet"):
+    """Endless training batches of this rank's disjoint shard, reshuffled every epoch from `seed`,
+    augmented by `augment_mode` (augment.MODES: imagenet, light, none)."""
     robust.check_policy(bad_images)
+    augment.check_mode(augment_mode)
     _check_rank(rank, size)
     if info.kind == "synthetic":
         dataset = _synthetic_train(info, batch_size, image_size, rank, seed)
@@ -58,7 +65,8 @@ def train_dataset(info, batch_size, image_size, rank=0, size=1, seed=0, bad_imag
 
     def decode(data, label, boxes, uniforms):
         encoded = tf.io.read_file(data) if is_folder else data
-        return preprocess.train_image(encoded, image_size, uniforms, boxes), tf.cast(label, tf.int32)
+        return (preprocess.train_image(encoded, image_size, uniforms, boxes, mode=augment_mode),
+                tf.cast(label, tf.int32))
 
     decoded = robust.decode_or_flag(source, decode, [image_size, image_size, 3], parallel)
     kept = robust.apply_policy(decoded, bad_images)
@@ -68,6 +76,39 @@ def train_dataset(info, batch_size, image_size, rank=0, size=1, seed=0, bad_imag
     else:
         batches = batches.map(lambda images, labels, skipped: (images, labels))
     return batches.prefetch(2)
+
+
+def calibration_dataset(info, batch_size, image_size, rank=0, size=1, seed=0, bad_images="skip",
+                        shuffle_buffer=10000, parallel=DEFAULT_PARALLEL, list_dir=None):
+    """Endless (images, labels) of this rank's training shard with the evaluation preprocessing, in one
+    order fixed by `seed` (every pass the same), for re-estimating BatchNorm statistics."""
+    robust.check_policy(bad_images)
+    _check_rank(rank, size)
+    if info.kind == "synthetic":
+        return _synthetic_train(info, batch_size, image_size, rank, seed).prefetch(1)
+    rank_seed = seed * 1000003 + rank
+    if info.kind == "folder":
+        files, labels = _folder_shard(info.train_files, info.train_labels, rank, size, "training")
+        source = file_lists.list_dataset(files, labels, list_dir)
+        source = source.shuffle(len(files), seed=rank_seed, reshuffle_each_iteration=False).repeat()
+        source = source.map(lambda path, label: (path, path, label))
+    else:
+        records = _record_shard(info.train_records, info.train_record_counts, rank, size, "train")
+        files = tf.data.Dataset.from_tensor_slices(records)
+        source = files.interleave(lambda name: _records_of(name, info), cycle_length=min(len(records), 8),
+                                  block_length=1)
+        source = source.shuffle(shuffle_buffer, seed=rank_seed, reshuffle_each_iteration=False).repeat()
+        source = source.map(lambda key, data, label, boxes: (key, data, label))
+    is_folder = info.kind == "folder"
+
+    def decode(data, label):
+        encoded = tf.io.read_file(data) if is_folder else data
+        return preprocess.eval_image(encoded, image_size), tf.cast(label, tf.int32)
+
+    decoded = robust.decode_or_flag(source, decode, [image_size, image_size, 3], parallel)
+    kept = robust.apply_policy(decoded, bad_images)
+    batches = kept.batch(int(batch_size), drop_remainder=True)
+    return batches.map(lambda images, labels, skipped: (images, labels)).prefetch(1)
 
 
 def eval_dataset(info, batch_size, image_size, rank=0, size=1, bad_images="skip", parallel=DEFAULT_PARALLEL,
@@ -118,27 +159,6 @@ def eval_dataset(info, batch_size, image_size, rank=0, size=1, bad_images="skip"
 def _check_rank(rank, size):
     if size < 1 or not 0 <= rank < size:
         raise DataError("rank %r is outside 0..%r; check RANK_ID and RANK_SIZE" % (rank, size - 1))
-
-
-def _folder_shard(files, labels, rank, size, what):
-    mine = list(files[rank::size])
-    if not mine:
-        raise DataError("%d %s images cannot give each of %d ranks at least one; use fewer ranks or more data"
-                        % (len(files), what, size))
-    return mine, list(labels[rank::size])
-
-
-def _record_shard(records, counts, rank, size, what):
-    if len(records) < size:
-        raise DataError("%d %s-* TFRecord files cannot give each of %d ranks whole files; convert again "
-                        "with --shards %d or more (a multiple of the rank count)"
-                        % (len(records), what, size, size))
-    mine = records[rank::size]
-    mine_counts = [count for count in counts[rank::size] if count is not None]
-    if len(mine_counts) == len(mine) and sum(mine_counts) == 0:
-        raise DataError("rank %d's %s-* TFRecord files hold no records; convert again with fewer shards"
-                        % (rank, what))
-    return mine
 
 
 def _eval_shard_counts(info, size):

@@ -83,13 +83,23 @@ def resize(image, image_size):
     return resized
 
 
-def train_image(data, image_size, uniforms, boxes=None):
-    """Encoded bytes -> float32 [S, S, 3]: random resized crop, random horizontal flip, normalised.
+def train_image(data, image_size, uniforms, boxes=None, mode="imagenet"):
+    """Encoded bytes -> float32 [S, S, 3] augmented by `mode` (augment.MODES), normalised.
 
-    uniforms: augment.NUM_DRAWS numbers from augment.draws(); boxes: optional [N, 4] object boxes.
+    imagenet: random resized crop + horizontal flip; light: mild scale/translate crop + flip; none: the
+    evaluation preprocessing. uniforms: augment.NUM_DRAWS numbers from augment.draws(); boxes: optional
+    [N, 4] object boxes (imagenet only).
     """
-    image = decode_window(data, lambda shape: augment.random_crop_window(shape, uniforms, boxes),
-                          dct_method=TRAIN_DCT_METHOD)
+    augment.check_mode(mode)
+    if mode == "none":
+        return eval_image(data, image_size)
+    if mode == "light":
+        def window(shape):
+            return augment.light_crop_window(shape, uniforms)
+    else:
+        def window(shape):
+            return augment.random_crop_window(shape, uniforms, boxes)
+    image = decode_window(data, window, dct_method=TRAIN_DCT_METHOD)
     return normalize(augment.maybe_flip(resize(image, image_size), uniforms))
 
 

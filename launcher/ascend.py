@@ -1,23 +1,64 @@
 """The rank table of an Ascend job: a given one (--rank-table, RANK_TABLE_FILE, the scheduler's path), waited
 for while the scheduler still writes it, or one built for this host's devices. Uses the rank_table package."""
 import os
+import socket
 import sys
 import time
 
 import rank_table
 from launcher.errors import LaunchError
-from rank_table import build, device_ips, devices, validate
+from rank_table import build, device_ips, devices, host_ip, validate
+
+FROM_FLAG, FROM_ENV, FROM_SCHEDULER = "--rank-table", "RANK_TABLE_FILE", "scheduler"
+
+
+def table_source(args, environ):
+    """(path or None to build one, where it came from), in this order: --rank-table; --hccn-conf (a table is
+    built: a RANK_TABLE_FILE left in the environment must not silently win over an explicit flag);
+    RANK_TABLE_FILE; the scheduler's mount path (when it exists)."""
+    scheduler_paths = tuple(validate.SCHEDULER_TABLE_PATHS)
+    if args.get("rank_table"):
+        path = args["rank_table"]       # the scheduler's mount path named (a Kubernetes pod) is still its
+        return path, FROM_SCHEDULER if path in scheduler_paths else FROM_FLAG
+    if args.get("hccn_conf"):
+        return None, "--hccn-conf"
+    if environ.get("RANK_TABLE_FILE", "").strip():
+        path = environ["RANK_TABLE_FILE"].strip()
+        return path, FROM_SCHEDULER if path in scheduler_paths else FROM_ENV
+    for path in scheduler_paths:
+        if os.path.exists(path):
+            return path, FROM_SCHEDULER
+    return None, None
 
 
 def table_path(args, environ):
-    """The rank table to use, or None to build one: --rank-table, RANK_TABLE_FILE, a scheduler path."""
-    if args.get("rank_table"):
-        return args["rank_table"]
-    if environ.get("RANK_TABLE_FILE"):
-        return environ["RANK_TABLE_FILE"]
-    for path in validate.SCHEDULER_TABLE_PATHS:
-        if os.path.exists(path):
-            return path
+    """The rank table to use, or None to build one (see table_source)."""
+    return table_source(args, environ)[0]
+
+
+def source_text(path, kind, environ):
+    """Where a table came from and how to use another, for its errors and the start notice."""
+    if kind == FROM_FLAG:
+        return "rank table %s (from --rank-table)" % path, "fix it or give another --rank-table FILE"
+    if kind == FROM_ENV:
+        return ("rank table %s (from RANK_TABLE_FILE)" % path,
+                "fix it, give --rank-table FILE, or unset RANK_TABLE_FILE to build one for --devices "
+                "(--hccn-conf FILE to take the device IPs from a file)")
+    how = "give --rank-table FILE to use another, or --table-wait S to wait longer"
+    if environ.get("RANK_TABLE_FILE", "").strip() == path:
+        return "rank table %s (the scheduler's, from RANK_TABLE_FILE)" % path, how
+    return "rank table %s (the scheduler's mount path)" % path, how
+
+
+def start_notice(args, environ):
+    """The line telling which table the job uses and what overrides it, or None."""
+    path, kind = table_source(args, environ)
+    if kind == "--hccn-conf" and environ.get("RANK_TABLE_FILE", "").strip():
+        return ("--hccn-conf given: building the rank table for --devices; RANK_TABLE_FILE=%s is ignored "
+                "(give --rank-table FILE to use a file)" % environ["RANK_TABLE_FILE"].strip())
+    if path and kind != FROM_FLAG:
+        where, how = source_text(path, kind, environ)
+        return "%s; to use another: %s" % (where, how.replace("fix it, ", "").replace("fix it or ", ""))
     return None
 
 
@@ -49,9 +90,30 @@ def choose_chip(flag, detected):
     return flag or detected or "910A"
 
 
-def waits_for_missing(path, args, scheduler_paths):
-    """A missing table is waited for when the user asked for a wait or the path is a scheduler's mount."""
-    return args.get("table_wait") is not None or path in scheduler_paths
+def table_wait(args, kind):
+    """Seconds to wait for a table that is missing, half-written or "initializing": only a scheduler's table
+    is waited for by default (it is written while the job starts); a table the user gives is used as it is
+    unless --table-wait asks for a wait."""
+    if args.get("table_wait") is not None:
+        return args["table_wait"]
+    return DEFAULT_TABLE_WAIT if kind == FROM_SCHEDULER else 0.0
+
+
+# The rank_table package's flags in its messages, as the launcher spells them (every message names only
+# flags that exist where it is shown).
+LAUNCHER_WORDS = (
+    ("raise --wait", "raise --table-wait"), ("(--wait SECONDS)", "(--table-wait SECONDS)"),
+    ("pass --device-count if it has more", "check npu-smi info and ASCEND_RT_VISIBLE_DEVICES"),
+    ("(pass --device-count if the server has more)", "(check npu-smi info on that server)"),
+    ("(pass --chip or --device-count if the server has more)", "(pass --chip 910B if the server has more)"),
+    ("pass --server-ip", "pass --server-id"), ("--visible-devices / ", ""),
+)
+
+
+def in_launcher_words(message):
+    for theirs, ours in LAUNCHER_WORDS:
+        message = message.replace(theirs, ours)
+    return message
 
 
 def resolve(args, facts, hccn_conf=None, detect_chip=None):
@@ -59,24 +121,30 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
     try:
         told = args.get("chip") or (detect_chip or devices.detect_chip)()
         chip = choose_chip(told, None)
-        path = table_path(args, facts["environ"])
+        path, kind = table_source(args, facts["environ"])
         visible = facts.get("ascend_visible") or None
         if path:
             # a pod knows its UID / node IP / pod IP (downward API env): it finds its server with them, and
             # a finished table without this pod (the previous run's, after a RestartJob) is waited for
             identity = validate.PodIdentity.from_env(facts["environ"])
             addresses = [facts["hostname"]] + list(facts["addresses"])
-            wait = args.get("table_wait")
-            wait = DEFAULT_TABLE_WAIT if wait is None else wait
-            if not os.path.exists(path) and not waits_for_missing(path, args, validate.SCHEDULER_TABLE_PATHS):
-                raise LaunchError("rank table %s does not exist; fix --rank-table or RANK_TABLE_FILE (if a "
-                                  "scheduler writes it later, add --table-wait S to wait for it)" % path)
+            wait = table_wait(args, kind)
+            where, how = source_text(path, kind, facts["environ"])
+            if not os.path.exists(path) and not wait:
+                raise LaunchError("%s does not exist; %s (if a scheduler writes it later, add --table-wait S "
+                                  "to wait for it)" % (where, how.replace("fix it, ", "").replace(
+                                      "fix it or ", "")))
             # the chip given or detected; else the table tells (hardware_type, 16-device servers) or 910A
-            for_pod = validate.table_for_pod(identity, addresses,
-                                             scheduler=path in validate.SCHEDULER_TABLE_PATHS)
-            table = validate.load_table(path, wait_timeout=wait, poll_interval=1.0,
-                                        on_wait=_WaitNotice(), chip=told,
-                                        device_count=_host_device_count(facts), accept=for_pod)
+            for_pod = validate.table_for_pod(identity, addresses, scheduler=kind == FROM_SCHEDULER)
+            try:
+                table = validate.load_table(path, wait_timeout=wait, poll_interval=1.0,
+                                            on_wait=_WaitNotice(), chip=told,
+                                            device_count=_host_device_count(facts), accept=for_pod)
+            except rank_table.RankTableError as error:
+                hint = "" if wait or kind == FROM_SCHEDULER else \
+                    " (if a scheduler is still writing it, add --table-wait S)"
+                raise LaunchError("%s: %s%s; %s"
+                                  % (where, in_launcher_words(str(error)), hint, how)) from None
             server = validate.find_local_server(table, server_id=args.get("server_id"),
                                                 node_rank=args.get("node_rank"),
                                                 addresses=addresses, identity=identity)
@@ -92,11 +160,11 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
         check_physical_legal(logical, physical, chip)
         conf = args.get("hccn_conf") or hccn_conf
         ips = device_ips.read_device_ips(physical, conf or HCCN_CONF, use_hccn_tool=not args.get("hccn_conf"))
-        host = args.get("server_id") or _first_ipv4(facts["addresses"]) or facts["hostname"]
+        host = args.get("server_id") or server_ip(facts)
         table = build.build_table([(host, [(device, ips[device]) for device in physical])])
         return table, _only_server(table), None
     except rank_table.RankTableError as error:
-        raise LaunchError(str(error).replace("raise --wait", "raise --table-wait")) from None
+        raise LaunchError(in_launcher_words(str(error))) from None
 
 
 def _host_device_count(facts):
@@ -127,8 +195,10 @@ def _only_server(table):
     return servers[0]
 
 
-def _first_ipv4(addresses):
-    for address in addresses:
-        if "." in address and not address.startswith("127."):
-            return address
-    return None
+def server_ip(facts):
+    """This host's server_id in a table built here: a real address, never loopback (rank_table.host_ip)."""
+    try:
+        named = socket.gethostbyname(facts["hostname"])
+    except (OSError, TypeError):
+        named = None
+    return host_ip.choose_server_ip(named, facts["addresses"], host_ip.default_route_address(), "--server-id")

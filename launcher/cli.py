@@ -7,15 +7,18 @@ import argparse
 import os
 import signal
 import sys
+import textwrap
 import time
 
 from launcher import files, report
 from launcher import plan as plan_mod
 from launcher.cores import format_cores
 from launcher.errors import LaunchError
+from launcher.metrics import read_records, run_records
 from launcher.progress import Console, format_duration, progress_line
 from launcher.rendezvous import DEFAULT_PORT as DEFAULT_RENDEZVOUS_PORT
 from launcher.rendezvous import DEFAULT_TIMEOUT as DEFAULT_RENDEZVOUS_TIMEOUT
+from train import flags
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -30,18 +33,22 @@ def build_parser():
     parser = _Parser(
         prog="python -m launcher", allow_abbrev=False,
         usage="python -m launcher --devices 0-7 --model NAME [options] [trainer options] [-- CMD ...]",
-        description="Start one worker per device (Ascend NPU, GPU or CPU processes), watch them, report. "
-                    "Options the launcher does not know are passed to the trainer (python -m train); "
-                    "`-- CMD ...` runs CMD as the worker instead, with the same environment.")
+        description="\n".join(textwrap.fill(part, 100, break_on_hyphens=False) for part in (
+            "Start one worker per device (Ascend NPU, GPU or CPU processes), watch them, report.",
+            "Every other option is the trainer's (python -m train --help), checked here with the trainer's "
+            "own parser and data checks before any worker starts.",
+            "Every --dash-option is also accepted with underscores (--batch_size).",
+            "`-- CMD ...` runs CMD as the worker instead, with the same environment plus torchrun's "
+            "(MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK, ...).")),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.fill("trainer options (python -m train --help): %s"
+                             % ", ".join(_trainer_option_names()), 100, break_on_hyphens=False))
     job = parser.add_argument_group("job")
     job.add_argument("--devices",
                      help="npu/gpu: device ids (0-7, 0,1,4-5); cpu: a worker count (2) or ids (0-1)")
-    job.add_argument("--model", help="model name for the built-in trainer (see --list-models)")
-    job.add_argument("--data-path", help="dataset directory (or 'synthetic'); checked before anything starts")
-    job.add_argument("--batch-size", type=int, help="per-rank batch size, passed to the trainer")
-    job.add_argument("--epochs", type=int, help="epochs, passed to the trainer")
     job.add_argument("--output-dir", default="output",
-                     help="where logs, metrics, checkpoints go (default ./output)")
+                     help="the run directory: logs, metrics, checkpoints, TensorBoard, summary (default "
+                          "./output); the trainer writes there too")
     job.add_argument("--backend", choices=("auto", "npu", "gpu", "cpu"), default="auto",
                      help="auto = npu if Ascend devices exist, else gpu if CUDA devices exist, else cpu")
     job.add_argument("--list-models", action="store_true", help="list the models and exit")
@@ -96,7 +103,17 @@ def build_parser():
     multi.add_argument("--collective-timeout", type=float, default=None,
                        help="cpu/gpu: seconds before a collective op fails (default %g)"
                             % plan_mod.DEFAULT_COLLECTIVE_TIMEOUT)
-    return parser
+    return flags.accept_underscores(parser)
+
+
+def _trainer_option_names():
+    from train import config
+    names = []
+    for action in config.build_parser()._actions:
+        longs = [name for name in action.option_strings if name.startswith("--") and name != "--help"]
+        if longs and longs[0] != "--output-dir":
+            names.append(longs[0])
+    return names
 
 
 def split_command(argv):
@@ -111,18 +128,56 @@ def split_command(argv):
 
 
 def parse(argv):
+    """The launcher's options (a dict); in trainer mode also the trainer's, parsed and checked by the
+    trainer's own parser (``options["trainer"]``, an argparse.Namespace) from the options the launcher does
+    not know (``options["passthrough"]``, passed to every rank as they are)."""
     own, command = split_command(list(argv))
-    args, passthrough = build_parser().parse_known_args(own)
+    parser = build_parser()
+    clash = flags.conflict(parser, own)
+    if clash:
+        raise LaunchError(clash)
+    args, passthrough = parser.parse_known_args(own)
     options = vars(args)
     options["command"] = command
     options["passthrough"] = passthrough
-    for key in ("max_restarts", "batch_size", "epochs", "nnodes"):
+    for key in ("max_restarts", "nnodes"):
         if options.get(key) is not None and options[key] < (0 if key == "max_restarts" else 1):
             raise LaunchError("--%s %d is out of range" % (key.replace("_", "-"), options[key]))
     for key in ("stall_timeout", "grace_period", "table_wait"):
         if options.get(key) is not None and options[key] < 0:
             raise LaunchError("--%s must be 0 or more" % key.replace("_", "-"))
+    options["trainer"] = None
+    if command and passthrough:
+        raise LaunchError("unknown option(s) %s: with -- CMD, put the worker's options after the command "
+                          "(the trainer's options are for the built-in trainer)" % " ".join(passthrough))
+    if not command and not options["list_models"]:
+        trainer = parse_trainer(passthrough)
+        options["trainer"] = trainer
+        for key in ("model", "data_path", "batch_size", "epochs"):
+            options[key] = getattr(trainer, key)
     return options
+
+
+def parse_trainer(argv):
+    """The trainer's options, checked by the trainer's own parser before any rank starts, so that a typo
+    such as --learning_rate=abc is one line now instead of a failed rank later (train.config imports no
+    TensorFlow)."""
+    from train import config
+    from train.errors import TrainError
+    parser = config.build_parser()
+    try:
+        if not flags.conflict(parser, argv):
+            _, unknown = parser.parse_known_args(argv)
+            unknown = [word for word in unknown if word.startswith("-")]
+            if unknown:
+                raise LaunchError("unknown option %s: not the launcher's (python -m launcher --help) nor "
+                                  "the trainer's (python -m train --help)" % " ".join(unknown))
+        if "model" not in flags.dests_given(parser, argv):
+            raise LaunchError("no --model given: pass --model NAME (see --list-models) or a command "
+                              "after --")
+        return config.parse_flags(argv)
+    except TrainError as error:
+        raise LaunchError("trainer option: %s" % error) from None
 
 
 def list_models(out):
@@ -135,48 +190,30 @@ def list_models(out):
 
 
 def _registry():
-    from models import registry  # imports TensorFlow: only for a trainer job or --list-models
+    from models import registry  # imports TensorFlow lazily: only for a trainer job or --list-models
     return registry
 
 
-def check_trainer_inputs(options):
-    """Fail early, in one line, on an unknown model or a bad data path (before any file is written)."""
-    registry = _registry()
-    names = list(registry.model_names())
-    if options["model"] not in names:
-        raise LaunchError("unknown model %r: choose one of %s (see --list-models)"
-                          % (options["model"], ", ".join(names)))
-    check_trainer_flags(options)
-    path = options.get("data_path")
-    if path:
-        from data import layout
-        try:
-            layout.inspect(path, **trainer_data_options(options.get("passthrough") or []))
-        except layout.DataError as error:
-            raise LaunchError(str(error)) from None
-
-
-def check_trainer_flags(options):
-    """The trainer's options, checked by the trainer's own parser before any rank starts, so that a typo
-    such as --learning_rate=abc is one line now instead of a failed rank later (train.config imports no
-    TensorFlow)."""
-    from train import config
-    from train.errors import TrainError
+def check_trainer_inputs(options, plan):
+    """What every rank would refuse, refused once now with the trainer's own message (train.precheck: the
+    model and its options, --image-size, the data path and layout, TFRecord files vs ranks, one global
+    batch, --resume PATH, --eval-only). Returns what the ranks will do, for launch.json and the report."""
+    from train import precheck
+    trainer = options["trainer"]
     try:
-        config.parse_flags(plan_mod.trainer_args(options))
-    except TrainError as error:
-        raise LaunchError("trainer option: %s" % error) from None
-
-
-def trainer_data_options(passthrough):
-    """--label-offset / --num-classes among the trainer options passed through, read with the trainer's
-    own flag definitions (train.config imports no TensorFlow), so the check reads the data as the
-    ranks will."""
-    from train import config
-    try:
-        return config.data_options(passthrough)
-    except config.TrainError as error:
+        checked = precheck.check(trainer, plan.world_size, plan.checkpoint_dir)
+    except Exception as error:
+        if type(error).__name__ not in ("TrainError", "ModelError", "DataError"):
+            raise
         raise LaunchError(str(error)) from None
+    info = checked.info
+    return {
+        "data": info.summary(), "data_path": trainer.data_path, "synthetic": info.kind == "synthetic",
+        "data_path_given": "data_path" in trainer.given, "validation": bool(info.eval_count),
+        "evaluate": bool(trainer.eval and info.eval_count), "total_steps": checked.schedule.total_steps,
+        "steps_per_epoch": checked.schedule.steps_per_epoch, "resume": trainer.resume,
+        "resume_step": checked.resume_step, "finished": checked.finished, "eval_only": trainer.eval_only,
+    }
 
 
 def describe_plan(plan, out):
@@ -213,14 +250,25 @@ def prepare(options, facts, err):
     """Everything before the first process starts: checks, plan, directories, files. Returns the plan."""
     backend = plan_mod.resolve_backend(options["backend"], facts)
     if not options["command"]:
-        check_trainer_inputs(options)
+        from train import precheck
+        try:
+            precheck.check_model(options["trainer"])     # before a rank table or a rendezvous is waited for
+        except Exception as error:
+            if type(error).__name__ != "ModelError":
+                raise
+            raise LaunchError(str(error)) from None
     table = server = source = None
     if backend == "npu":
         from launcher import ascend
+        notice = ascend.start_notice(options, facts["environ"])
+        if notice:
+            err.write("launcher: %s\n" % notice)
         table, server, source = ascend.resolve(options, facts)
     else:
         facts = meet_other_nodes(options, facts, backend, err)
     plan = plan_mod.make_plan(options, facts, table, server)
+    if not options["command"]:
+        plan = plan._replace(trainer=check_trainer_inputs(options, plan))
     files.make_dirs(plan)
     for warning in plan.warnings:
         err.write("launcher: warning: %s\n" % warning)
@@ -242,6 +290,7 @@ def main(argv=None, out=None, err=None):
         facts = facts_mod.gather(options["backend"])
         plan = prepare(options, facts, err)
         if options["dry_run"]:
+            data_notes(plan.trainer, err)
             files.write_launch_json(plan)
             files.write_rank_files(plan)
             describe_plan(plan, out)
@@ -265,13 +314,17 @@ def main(argv=None, out=None, err=None):
 def run(plan, options, facts, out, err):
     """Write the plan's files, run the job (launcher.supervise.run_job), report. Returns the exit code."""
     from launcher import supervise, tee
-    moved = files.rotate_previous_run(plan)
+    trainer = plan.trainer or {}
+    if trainer.get("finished"):
+        err.write("launcher: the run in %s is finished (step %s of %s): nothing to train; --resume never "
+                  "starts over (the old checkpoints are kept aside), --eval-only evaluates it\n"
+                  % (plan.checkpoint_dir, trainer["resume_step"], trainer["total_steps"]))
+        return 0
+    continuing = start_notes(plan, trainer, err)
+    moved = files.rotate_previous_run(plan, keep_metrics=continuing)
     if moved:
         err.write("launcher: the previous run's logs were kept: %s -> *.1 (and %d more file(s))\n"
                   % (moved[0], len(moved) - 1))
-    if files.has_checkpoints(plan):
-        err.write("launcher: %s holds checkpoints: the workers resume from them (use another --output-dir "
-                  "for a fresh start)\n" % plan.checkpoint_dir)
     files.write_launch_json(plan)
     files.write_rank_files(plan)
     supervise.become_subreaper()
@@ -314,6 +367,67 @@ def run(plan, options, facts, out, err):
     return EXIT_FAILED
 
 
+def start_notes(plan, trainer, err):
+    """Say what the ranks will do before they start: the data (synthetic when no --data-path was given),
+    no validation split, where the run continues from or that it starts over (moving old checkpoints
+    aside), where TensorBoard logs go. True when the run continues (its metrics files are kept)."""
+    say = err.write
+    data_notes(trainer, err)
+    continuing = False
+    if not trainer:
+        if files.has_checkpoints(plan):
+            say("launcher: %s holds files from an earlier run; the command decides what to do with them\n"
+                % plan.checkpoint_dir)
+    elif trainer["resume"] == "never" or (trainer["resume"] not in ("auto", "never") and
+                                          not _inside(trainer["resume"], plan.checkpoint_dir)):
+        # node 0 moves the shared directories (several nodes may share one output directory)
+        for path in (plan.checkpoint_dir, plan.tensorboard_dir) if plan.node_rank == 0 else ():
+            if files.has_files(path):
+                from train import precheck
+                say("launcher: %s: the previous run's %s moved to %s (nothing is deleted)\n"
+                    % ("--resume never" if trainer["resume"] == "never" else "--resume PATH",
+                       os.path.basename(path), precheck.move_aside(path)))
+        if trainer["resume"] != "never":
+            say("launcher: continuing from checkpoint %s (step %s of %s)\n"
+                % (trainer["resume"], trainer["resume_step"], trainer["total_steps"]))
+    elif trainer["resume_step"] is not None:
+        continuing = True
+        what = "evaluating" if trainer["eval_only"] else "resuming"
+        say("launcher: %s the run in %s at step %s of %s (--resume never starts over; the summary covers "
+            "the whole run)\n"
+            % (what, plan.checkpoint_dir, trainer["resume_step"], trainer["total_steps"]))
+    if trainer and trainer["resume"] not in ("auto", "never") and _inside(trainer["resume"],
+                                                                         plan.checkpoint_dir):
+        continuing = True
+        say("launcher: continuing from checkpoint %s (step %s of %s)\n"
+            % (trainer["resume"], trainer["resume_step"], trainer["total_steps"]))
+    if trainer:
+        say("launcher: TensorBoard logs: %s (view them: tensorboard --logdir %s)\n"
+            % (plan.tensorboard_dir, plan.tensorboard_dir))
+    return continuing
+
+
+def data_notes(trainer, err):
+    """What the ranks will train on: synthetic data when no --data-path was given, no validation split."""
+    if not trainer:
+        return
+    if trainer["synthetic"]:
+        err.write("launcher: %s: training on synthetic data (random images, no dataset read); give "
+                  "--data-path DIR to train on a dataset\n" % (
+                      "no --data-path given" if not trainer["data_path_given"]
+                      else "--data-path %s" % trainer["data_path"]))
+    else:
+        err.write("launcher: data: %s\n" % trainer["data"])
+    if not trainer["validation"]:
+        err.write("launcher: %s has no validation split: nothing is evaluated and TrainAccuracy will be the "
+                  "training batches' accuracy\n" % trainer["data_path"])
+
+
+def _inside(path, directory):
+    path, directory = os.path.abspath(path), os.path.abspath(directory)
+    return os.path.dirname(path) == directory or path == directory
+
+
 def _outcomes(ranks):
     from launcher.supervise import describe_exit
     return [{"rank": r.spec.rank, "device": r.spec.device, "end": describe_exit(r.code)} for r in ranks]
@@ -321,7 +435,8 @@ def _outcomes(ranks):
 
 def _success(plan, result, started, out, err, draw=True):
     e2e = time.time() - started
-    stats = [report.rank_stats(r.spec, r.tail.records, r.started, r.ended) for r in result.ranks]
+    stats = [report.rank_stats(r.spec, run_records(read_records(r.spec.metrics_file)), r.started, r.ended)
+             for r in result.ranks]
     summary = report.summarize(plan, stats, e2e, result.restarts)
     path, case_logs = report.write_success(plan, summary)
     picture, why_not = report.draw_picture(plan.node_dir, summary) if draw else (None, None)
@@ -331,5 +446,7 @@ def _success(plan, result, started, out, err, draw=True):
         out.write("picture: %s\n" % picture)
     elif why_not:
         err.write("launcher: %s\n" % why_not)
+    if plan.trainer:
+        out.write("TensorBoard: tensorboard --logdir %s\n" % plan.tensorboard_dir)
     err.write("launcher: job %s finished in %s\n" % (plan.job_id, format_duration(e2e)))
     return 0

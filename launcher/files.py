@@ -42,11 +42,16 @@ def make_dirs(plan):
                           % (path, getattr(error, "strerror", None) or error)) from None
 
 
-def rotate_previous_run(plan):
-    """Move the previous run's logs, metrics and error files aside (train_0.log -> train_0.log.1, ...)."""
+def rotate_previous_run(plan, keep_metrics=False):
+    """Move the previous run's logs, metrics and error files aside (train_0.log -> train_0.log.1, ...).
+
+    ``keep_metrics``: the run continues (a resume): its metrics.jsonl files keep growing, so the summary
+    and the picture cover the whole run."""
     moved = []
     for spec in plan.ranks:
-        for path in (spec.log_path, spec.metrics_file, spec.error_file):
+        paths = (spec.log_path, spec.error_file) if keep_metrics else \
+            (spec.log_path, spec.metrics_file, spec.error_file)
+        for path in paths:
             if rotate(path):
                 moved.append(path)
     for name in ("summary.json",):
@@ -56,9 +61,14 @@ def rotate_previous_run(plan):
 
 
 def has_checkpoints(plan):
-    """True when the checkpoint directory already holds files (the workers will resume from them)."""
+    """True when the checkpoint directory already holds files."""
+    return has_files(plan.checkpoint_dir)
+
+
+def has_files(directory):
+    """True when ``directory`` exists and holds anything."""
     try:
-        return bool(os.listdir(plan.checkpoint_dir))
+        return bool(os.listdir(directory))
     except OSError:
         return False
 

@@ -90,3 +90,30 @@ def tail_lines(path, count=20, max_bytes=65536):
         return []
     lines = data.decode("utf-8", "replace").splitlines()
     return lines[-count:]
+
+
+def run_records(records):
+    """The records of one run across its resumes and restarts, in order.
+
+    A metrics file keeps growing while a run is resumed (--resume auto or PATH, --max-restarts); each
+    process announces where it starts (`phase` train with start_step). Steps after that start were logged by
+    a process that died before its next checkpoint: they are done again, so their records are dropped.
+    """
+    kept = []
+    for record in records:
+        if record.get("event") == "phase" and record.get("phase") == "train" and \
+                is_number(record.get("start_step")):
+            start = record["start_step"]
+            kept = [r for r in kept if r.get("event") not in ("train", "eval") or
+                    not is_number(r.get("step")) or r["step"] <= start]
+        kept.append(record)
+    return kept
+
+
+def read_records(path):
+    """Every record of one metrics.jsonl (torn or foreign lines skipped); [] when it is missing."""
+    try:
+        with open(path, "rb") as handle:
+            return [record for record in map(parse_line, handle) if record is not None]
+    except OSError:
+        return []

@@ -6,7 +6,7 @@ used by the supervisor as it is. The workers' environment is a contract.worker_e
 """
 import hashlib
 import os
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from contract.worker_env import WorkerEnv
 from contract.worker_env import default as worker_default
@@ -110,6 +110,9 @@ class Plan(NamedTuple):
     max_restarts: int
     bind_cores: bool
     ranks: List[RankSpec]
+    tensorboard_dir: Optional[str] = None
+    # the built-in trainer: what the ranks will do, as the launcher's checks found it
+    trainer: Optional[Dict[str, object]] = None
 
 
 class LocalRank(NamedTuple):
@@ -128,6 +131,7 @@ class Layout(NamedTuple):
     node_rank: int
     local: List[LocalRank]
     peers: Optional[List[str]] = None
+    master: Optional[Tuple[str, int]] = None   # node 0's (address, port) for torchrun's MASTER_ADDR/PORT
 
 
 def make_plan(args, facts, table=None, local_server=None):
@@ -147,12 +151,14 @@ def make_plan(args, facts, table=None, local_server=None):
     node_dir = os.path.join(output_dir, "node%d" % layout.node_rank) if layout.nnodes > 1 else output_dir
     table_file = os.path.join(node_dir, "rank_table.json") if backend == "npu" else None
     drop = envrules.hazards(backend, facts.get("environ", {}))
-    ranks = _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file)
+    checkpoint_dir = _checkpoint_dir(args, facts, output_dir)
+    ranks = _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file, checkpoint_dir)
     model = args.get("model")
     return Plan(
         job_id=layout.job_id, backend=backend, world_size=layout.world_size,
         nnodes=layout.nnodes, node_rank=layout.node_rank, local_size=len(ranks),
-        output_dir=output_dir, node_dir=node_dir, checkpoint_dir=os.path.join(output_dir, "checkpoints"),
+        output_dir=output_dir, node_dir=node_dir, checkpoint_dir=checkpoint_dir,
+        tensorboard_dir=os.path.join(output_dir, "tensorboard"),
         rank_table=table_file, cwd=facts["cwd"], peers=layout.peers,
         dropped_env=[name for name, _ in drop],
         warnings=["dropped %s from the workers' environment: %s" % (name, why) for name, why in drop],
@@ -178,6 +184,14 @@ def _check_worker(args):
     return custom
 
 
+def _checkpoint_dir(args, facts, output_dir):
+    """<output>/checkpoints, or the trainer's --checkpoint-dir when given (launcher and ranks agree)."""
+    trainer = args.get("trainer")
+    given = getattr(trainer, "checkpoint_dir", None) if trainer is not None else None
+    return os.path.normpath(os.path.join(facts["cwd"], given)) if given else \
+        os.path.join(output_dir, "checkpoints")
+
+
 def _binds(args):
     return args.get("bind_cores", "on") == "on"
 
@@ -190,8 +204,9 @@ def _core_sets(args, facts, local_size):
     return sets, cores_mod.threads_per_worker(len(allowed), local_size)
 
 
-def _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file):
-    """One RankSpec per local rank: its files, its command and its worker environment."""
+def _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file, checkpoint_dir):
+    """One RankSpec per local rank: its files, its command and its worker environment (with `-- CMD`, also
+    torchrun's variables)."""
     local_size = len(layout.local)
     core_sets, unbound_threads = _core_sets(args, facts, local_size)
     argv = _worker_argv(args, facts)
@@ -203,12 +218,13 @@ def _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file):
         settings = WorkerEnv(
             rank=entry.rank, size=layout.world_size, job_id=layout.job_id,
             device_id=str(entry.device_id), backend=backend, output_dir=output_dir, rank_dir=rank_dir,
-            checkpoint_dir=os.path.join(output_dir, "checkpoints"),
+            checkpoint_dir=checkpoint_dir,
             metrics_file=os.path.join(rank_dir, "metrics.jsonl"),
             error_file=os.path.join(rank_dir, "error.json"),
             local_rank=local_rank, local_size=local_size, node_rank=layout.node_rank, nnodes=layout.nnodes,
             intra_threads=threads, inter_threads=threads, restart=0, unbuffered="1", rank_table=table_file,
-            **entry.env)
+            **dict(entry.env, **(torchrun_fields(entry.rank, local_rank, local_size, layout, args)
+                                 if args.get("command") else {})))
         ranks.append(RankSpec(
             rank=entry.rank, local_rank=local_rank, device=device, rank_dir=rank_dir,
             log_path=os.path.join(rank_dir, "train_%s.log" % device),
@@ -217,6 +233,27 @@ def _rank_specs(args, facts, backend, layout, output_dir, node_dir, table_file):
             run_script=os.path.join(rank_dir, "run_%s.sh" % device),
             argv=list(argv), env=settings.to_env(), cores=core_sets[local_rank]))
     return ranks
+
+
+def torchrun_fields(rank, local_rank, local_size, layout, args):
+    """The WorkerEnv fields of torchrun's variables, so that a PyTorch / torch_npu script started with
+    `-- CMD` runs as under torchrun (torch.distributed's env:// init reads MASTER_ADDR, MASTER_PORT,
+    WORLD_SIZE, RANK). Rank 0 serves the store on MASTER_PORT: on cpu/gpu its LAUNCH_PEERS port (free: the
+    command is not the TF trainer); on Ascend --master-port or a port derived from the job id (the same on
+    every server)."""
+    addr, port = layout.master
+    return {
+        "master_addr": addr, "master_port": int(port), "world_size": layout.world_size, "torch_rank": rank,
+        "torch_local_rank": local_rank, "local_world_size": local_size, "group_rank": layout.node_rank,
+        "group_world_size": layout.nnodes, "role_name": "default", "role_rank": rank,
+        "role_world_size": layout.world_size, "elastic_run_id": layout.job_id,
+        "elastic_max_restarts": int(args.get("max_restarts") or 0), "elastic_restart_count": 0,
+    }
+
+
+def _split_peer(peer):
+    host, _, port = peer.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def command_name(command):
@@ -233,12 +270,9 @@ def _default(value, fallback):
 
 
 def trainer_args(args):
-    """The built-in trainer's options: the launcher's training flags, then the options it passes through."""
-    argv = ["--model", args["model"]]
-    for flag, key in (("--data-path", "data_path"), ("--batch-size", "batch_size"), ("--epochs", "epochs")):
-        if args.get(key) is not None:
-            argv += [flag, str(args[key])]
-    return argv + list(args.get("passthrough") or [])
+    """The built-in trainer's options: every option the launcher does not take itself, as the user gave
+    them (the launcher has checked them with the trainer's own parser)."""
+    return list(args.get("passthrough") or [])
 
 
 def _worker_argv(args, facts):
@@ -284,7 +318,7 @@ def _collective_layout(args, facts, backend):
         local.append(LocalRank(rank=node_rank * local_size + local_rank, label=label,
                                device_id=physical if backend == "gpu" else label, env=env))
     return Layout(job_id=job_id, world_size=world, nnodes=nnodes, node_rank=node_rank, local=local,
-                  peers=peers)
+                  peers=peers, master=_split_peer(peers[0]))
 
 
 def _met_hosts(args, met):
@@ -352,4 +386,9 @@ def _npu_layout(args, facts, table, local_server):
         env = {"ascend_device_id": str(logical), "device_index": str(device["rank_id"])}
         local.append(LocalRank(rank=device["rank_id"], label=logical, device_id=physical, env=env))
     job_id = str(args["job_id"]) if args.get("job_id") else table_job_id(table)
-    return Layout(job_id=job_id, world_size=world, nnodes=len(servers), node_rank=node_rank, local=local)
+    first = servers[0]
+    master_addr = LOCALHOST if len(servers) == 1 else (first.get("host_ip") or first["server_id"])
+    master_port = ports.choose_base_port(job_id, 1, args.get("master_port"), facts.get("ports_in_use") or (),
+                                         single_host=len(servers) == 1)
+    return Layout(job_id=job_id, world_size=world, nnodes=len(servers), node_rank=node_rank, local=local,
+                  master=(master_addr, master_port))

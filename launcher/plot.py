@@ -6,15 +6,15 @@ matplotlib is imported lazily (Agg backend) so that the launcher still starts in
 import glob
 import os
 
-from launcher.metrics import is_number, parse_line
+from launcher.metrics import is_number, read_records, run_records
 
 PICTURE_NAME = "run.png"
 
 
 def read_metrics(path):
-    """The JSON records of one metrics.jsonl file; a torn or foreign line is skipped, not fatal."""
-    with open(path, "rb") as handle:
-        return [record for record in map(parse_line, handle) if record is not None]
+    """The JSON records of one metrics.jsonl file, the whole run across resumes (metrics.run_records); a
+    torn or foreign line is skipped, not fatal."""
+    return run_records(read_records(path))
 
 
 def metrics_files(output_dir):

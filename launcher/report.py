@@ -24,22 +24,44 @@ class RankStats(NamedTuple):
     batch_size: Optional[int]
     wall_time: float
     eval: Optional[dict]
+    fps_method: Optional[str] = None   # steady | warmup | mean: how images_per_sec was computed
+    segments: int = 0                  # processes that trained in this run (resumes and restarts)
+
+
+FPS_STEADY = ("images/s = images / seconds of every logged training window of the whole run (all resumes and "
+              "restarts), the first step of each process (graph build, warm-up) left out; summed over ranks")
+FPS_WARMUP = "images/s of the first step only (the run was too short for a steady window): includes warm-up"
+FPS_MEAN = ("mean of the images_per_sec the worker logged, its first interval left out when there are 3 "
+            "or more")
 
 
 def rank_stats(spec, records, started, ended):
-    """One rank's numbers from its metrics records of this attempt."""
+    """One rank's numbers from its metrics records of the whole run (metrics.run_records)."""
     trains = [r for r in records if r.get("event") == "train"]
-    speeds = [float(r["images_per_sec"]) for r in trains if is_number(r.get("images_per_sec"))]
-    if len(speeds) > 2:
-        speeds = speeds[1:]          # the first logged interval holds warm-up (graph build, first batches)
+    timed = [r for r in trains if is_number(r.get("timed_steps")) and is_number(r.get("timed_seconds"))
+             and is_number(r.get("batch_size"))]
+    steady = [r for r in timed if not r.get("warmup")]
+    basis = steady or timed
+    if basis:
+        seconds = sum(r["timed_seconds"] for r in basis)
+        images = sum(r["timed_steps"] * r["batch_size"] for r in basis)
+        rate = images / seconds if seconds > 0 else None
+        method = "steady" if steady else "warmup"
+    else:                       # a -- CMD worker's own records: only their rates
+        speeds = [float(r["images_per_sec"]) for r in trains if is_number(r.get("images_per_sec"))]
+        if len(speeds) > 2:
+            speeds = speeds[1:]      # the first logged interval holds warm-up (graph build, first batches)
+        rate = sum(speeds) / len(speeds) if speeds else None
+        method = "mean" if speeds else None
     last = trains[-1] if trains else {}
     end = [r for r in records if r.get("event") == "end"]
     evals = [r for r in records if r.get("event") == "eval"]
     return RankStats(
         rank=spec.rank, device=spec.device,
-        images_per_sec=round(sum(speeds) / len(speeds), 2) if speeds else None,
+        images_per_sec=round(rate, 2) if is_number(rate) else None, fps_method=method,
         final_loss=last.get("loss"), final_accuracy=last.get("accuracy"),
         steps=last.get("step"), batch_size=last.get("batch_size"),
+        segments=len([r for r in records if r.get("event") == "phase" and r.get("phase") == "train"]),
         wall_time=round(end[-1]["wall_time"], 2) if end and is_number(end[-1].get("wall_time")) else
         round((ended or started) - started, 2),
         eval=evals[-1] if evals else None,
@@ -59,6 +81,11 @@ def summarize(plan, ranks_stats, e2e_seconds, restarts):
     evals = [s.eval for s in ranks_stats if s.eval and is_number(s.eval.get("top1"))]
     accs = [s.final_accuracy for s in ranks_stats if is_number(s.final_accuracy)]
     accuracy = evals[0]["top1"] if evals else (sum(accs) / len(accs) if accs else None)
+    source = "validation top-1" if evals else ("training batches (no validation split was evaluated)"
+                                               if accuracy is not None else None)
+    methods = set(s.fps_method for s in ranks_stats if s.fps_method)
+    method = FPS_WARMUP if "warmup" in methods else FPS_MEAN if "mean" in methods else \
+        FPS_STEADY if methods else None
     batch = plan.batch_size or next((s.batch_size for s in ranks_stats if s.batch_size), None)
     fps = round(total, 2) if speeds else None
     fields = [
@@ -78,7 +105,9 @@ def summarize(plan, ranks_stats, e2e_seconds, restarts):
     return {
         "status": "ok", "job_id": plan.job_id, "backend": plan.backend, "world_size": world,
         "nnodes": plan.nnodes, "node_rank": plan.node_rank, "restarts": restarts,
-        "total_images_per_sec": fps, "fps_estimated_from_local_ranks": estimated,
+        "total_images_per_sec": fps, "fps_estimated_from_local_ranks": estimated, "fps_method": method,
+        "train_accuracy_source": source, "trainer": getattr(plan, "trainer", None),
+        "tensorboard": getattr(plan, "tensorboard_dir", None),
         "final_loss": modelzoo["ActualLoss"], "train_accuracy": modelzoo["TrainAccuracy"],
         "e2e_seconds": round(e2e_seconds, 2), "ranks": to_json(ranks_stats), "modelzoo": modelzoo,
         "modelzoo_order": list(MODELZOO_KEYS),
@@ -110,13 +139,17 @@ def write_success(plan, summary):
 
 
 def final_result_text(summary):
-    """The closing lines ModelZoo's scripts print."""
+    """The closing lines ModelZoo's scripts print (values last on their line, as their greps expect), then
+    what the accuracy was measured on."""
     fields = summary["modelzoo"]
-    return ("------------------ Final result ------------------\n"
+    text = ("------------------ Final result ------------------\n"
             "Final Performance images/sec : %s\n"
             "Final Train Accuracy : %s\n"
             "E2E Training Duration sec : %s\n" % (_show(fields["ActualFPS"]), _show(fields["TrainAccuracy"]),
                                                   fields["E2ETrainingTime"]))
+    if summary.get("train_accuracy_source") and fields["TrainAccuracy"] is not None:
+        text += "Train Accuracy measured on : %s\n" % summary["train_accuracy_source"]
+    return text
 
 
 def root_cause_text(plan, failure, log_lines=20):

@@ -119,6 +119,8 @@ class Supervisor:
             rank.tail = MetricsTail(spec.metrics_file, offset=_size(spec.metrics_file))
             self.ranks.append(rank)
             settings = dict(spec.env, **{WORKER_ENV["restart"]: str(attempt)})
+            if WORKER_ENV["elastic_restart_count"] in settings:      # -- CMD: torchrun's restart count
+                settings[WORKER_ENV["elastic_restart_count"]] = str(attempt)
             env = envrules.worker_environ(self.environ, set(self.plan.dropped_env), settings)
             with open(spec.log_path, "ab") as log:
                 if attempt:
@@ -174,28 +176,84 @@ class Supervisor:
             time.sleep(POLL_SECONDS)
 
     def _first_failure(self, failed):
-        """Among ranks found dead in the same poll: deaths by signal first, then the earliest error file."""
+        """Among ranks found dead in the same poll: deaths by signal first, then the earliest error file.
+
+        A rank that failed waiting for a peer (a collective timeout or a lost connection) did not cause the
+        failure: when another rank is stopped (SIGSTOP, a debugger) or, for a collective failure, made the
+        least progress, that rank is named, and the one that gave up is told as the one that noticed.
+        """
+        errors = {}
+
         def order(rank):
-            error = read_error_file(rank.spec.error_file) or {}
-            return (0 if rank.code < 0 else 1, error.get("time") or rank.ended)
+            errors[rank] = read_error_file(rank.spec.error_file) or {}
+            return (0 if rank.code < 0 else 1, errors[rank].get("time") or rank.ended)
         rank = sorted(failed, key=order)[0]
-        return Failure(rank=rank.spec.rank, device=rank.spec.device,
-                       kind="signal" if rank.code < 0 else "exit", code=rank.code,
-                       detail=describe_exit(rank.code), time=rank.ended)
+        failure = Failure(rank=rank.spec.rank, device=rank.spec.device,
+                          kind="signal" if rank.code < 0 else "exit", code=rank.code,
+                          detail=describe_exit(rank.code), time=rank.ended)
+        if rank.code < 0:
+            return failure
+        others = [other for other in self.ranks if other is not rank and other.code is None]
+        stopped = [other for other in others if _stopped(other.proc)]
+        culprit = None
+        if stopped:
+            culprit, how = stopped[0], "its process is stopped (SIGSTOP or a debugger)"
+        elif others and _waited_for_a_peer(errors.get(rank)):
+            culprit = self._least_progress(others)
+            how = "it made the least progress (%s)" % self._progress_text(culprit)
+        if culprit is None:
+            return failure
+        message = (errors.get(rank) or {}).get("message") or ""
+        return Failure(rank=culprit.spec.rank, device=culprit.spec.device, kind="blocked",
+                       detail="%s; rank %s failed waiting for it (%s%s)"
+                              % (how, rank.spec.rank, describe_exit(rank.code),
+                                 ": " + message.splitlines()[0] if message else ""),
+                       time=rank.ended)
 
     def _stalled(self, now):
+        """A failure when some rank wrote no metrics for --stall-timeout seconds, naming the rank that stopped
+        making progress: a stopped process first, then the oldest heartbeat, then the lowest step (the ranks
+        that wait for it in a collective are silent too, but they are not the cause)."""
         timeout = self.plan.stall_timeout
         if not timeout:
             return None
-        for rank in self.ranks:
-            if rank.code is not None:
-                continue
-            last = max(rank.started, last_change(rank.spec.metrics_file) or 0.0)
-            if now - last > timeout:
-                return Failure(rank=rank.spec.rank, device=rank.spec.device, kind="stall",
-                               detail="no metrics for %.0f s (--stall-timeout %g)" % (now - last, timeout),
-                               time=now)
-        return None
+        live = [rank for rank in self.ranks if rank.code is None]
+        silent = [rank for rank in live if now - self._heartbeat(rank) > timeout]
+        if not silent:
+            return None
+        stopped = [rank for rank in live if _stopped(rank.proc)]
+        culprit = stopped[0] if stopped else self._least_progress(live)
+        waited = now - self._heartbeat(culprit)
+        if stopped:
+            detail = "its process is stopped (SIGSTOP or a debugger); no metrics for %.0f s" % waited
+        else:
+            detail = "no metrics for %.0f s (--stall-timeout %g); %s" % (
+                waited, timeout, "it made the least progress (%s)" % self._progress_text(culprit)
+                if len(live) > 1 else "no progress")
+        waiting = [rank.spec.rank for rank in silent if rank is not culprit]
+        if waiting:
+            detail += "; rank(s) %s waited for it" % ",".join(str(r) for r in waiting)
+        return Failure(rank=culprit.spec.rank, device=culprit.spec.device,
+                       kind="stopped" if stopped else "stall", detail=detail, time=now)
+
+    @staticmethod
+    def _heartbeat(rank):
+        return max(rank.started or 0.0, last_change(rank.spec.metrics_file) or 0.0)
+
+    @staticmethod
+    def _step(rank):
+        record = rank.tail.last("train") if rank.tail is not None else None
+        step = record.get("step") if record else None
+        return step if isinstance(step, (int, float)) else -1
+
+    def _least_progress(self, ranks):
+        """The rank whose metrics are oldest, then whose step is lowest."""
+        return sorted(ranks, key=lambda rank: (self._heartbeat(rank), self._step(rank), rank.spec.rank))[0]
+
+    def _progress_text(self, rank):
+        step = self._step(rank)
+        return "last metrics %.0f s ago%s" % (time.time() - self._heartbeat(rank),
+                                             ", step %d" % step if step >= 0 else ", no step yet")
 
     def _track_descendants(self):
         """Remember every descendant seen, so that one that left its process group is still ended."""
@@ -334,6 +392,29 @@ def run_job(plan, environ, on_tick=None, on_attempt_end=None, on_restart=None):
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _stopped(proc):
+    """True when the rank's process, or any of its descendants, is stopped (SIGSTOP, a debugger)."""
+    if proc is None:
+        return False
+    try:
+        root = psutil.Process(proc.pid)
+        for each in [root] + root.children(recursive=True):
+            if each.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+                return True
+    except psutil.Error:
+        return False
+    return False
+
+
+def _waited_for_a_peer(error):
+    """True when a rank's error record says it failed in a collective: a timeout or a lost peer."""
+    if not error:
+        return False
+    text = "%s %s" % (error.get("type") or "", error.get("message") or "")
+    return any(mark in text for mark in ("DeadlineExceeded", "lost contact", "collective", "Collective",
+                                         "timed out", "Unavailable"))
 
 
 def _children():

@@ -175,6 +175,11 @@ def _input_shape(image_size):
     return (height, width, 3)
 
 
+def check_image_size(image_size):
+    """ModelError unless the models can take ``image_size`` (what build() checks; no TensorFlow)."""
+    _input_shape(image_size)
+
+
 def build(name, num_classes, image_size, weight_decay=0.0, dropout=None, **options):
     """A functional tf.keras.Model: float32 [None, H, W, 3] -> logits [None, num_classes] (no softmax).
 

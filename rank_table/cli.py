@@ -3,10 +3,9 @@
 Every user mistake is one line on stderr and exit code 2; nothing already written is replaced silently.
 """
 import argparse
-import socket
 import sys
 
-from rank_table import build, device_ips, devices, validate
+from rank_table import build, device_ips, devices, host_ip, validate
 from rank_table.errors import RankTableError
 from rank_table.schema import parse_table
 
@@ -38,7 +37,7 @@ def _parsers():
                                    "remapped with --visible-devices / ASCEND_RT_VISIBLE_DEVICES); "
                                    "their order is the rank order")
     build_parser.add_argument("--server-ip", help="this server's id in the table (default: the IP of the "
-                                                  "host name)")
+                                                  "host name, never loopback)")
     build_parser.add_argument("--hccn-conf", help="file with address_<device>=<ip> lines; when given, it is "
                                                   "used instead of hccn_tool (default: hccn_tool, then "
                                                   "/etc/hccn.conf)")
@@ -98,10 +97,8 @@ def _device_count(args, chip):
 
 
 def _host_ip():
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        raise RankTableError("cannot find this host's IP from its host name; pass --server-ip") from None
+    """This server's id: never loopback (rank_table.host_ip)."""
+    return host_ip.server_ip("--server-ip")
 
 
 def _server_sources(args):

@@ -8,9 +8,11 @@
 modelzoo_usage() {
     echo "usage: bash test/$(basename "$0") --data_path=DIR [--model=mobilenetv3_large|mobilenetv3_small|shufflenetv1]" \
          "[--batch=N] [--epochs=N] [--learning_rate=LR] [--precision_mode=MODE] [--max_step=N]" \
-         "[--image_size=PX] [--save_interval=N] [--rank_size=N] [--network=NAME] [--output_dir=DIR]" \
+         "[--image_size=PX] [--augment=imagenet|light|none] [--save_interval=N] [--rank_size=N]" \
+         "[--network=NAME] [--output_dir=DIR]" \
          "[--iterations_per_loop=N] [--loss_scale=dynamic|off|N] [--modeldir=DIR] [--profiling=True]" \
-         "[--over_dump=True] [--data_dump_flag=True] [--data_dump_step=STEPS] [--bind_core=1]"
+         "[--over_dump=True] [--data_dump_flag=True] [--data_dump_step=STEPS] [--bind_core=1]" \
+         "[any other trainer option, e.g. --label_offset=1 --no_eval (python -m train --help)]"
 }
 
 modelzoo_fail() {
@@ -31,8 +33,9 @@ modelzoo_network() {
 
 modelzoo_main() {
     local data_path="" model="mobilenetv3_large" batch="64" epochs="" learning_rate="" image_size=""
-    local precision_mode="allow_mix_precision" max_step="" save_interval="" network="" output_dir=""
-    local rank_size="8" para key value
+    local precision_mode="allow_mix_precision" max_step="" save_interval="" network="" output_dir="" augment=""
+    local rank_size="8" para key value bare
+    local -a further=()
     # ModelZoo's NPU flags: loop sinking, loss scaling and the debugging switches (NPU-only ones say so)
     local iterations_per_loop="" loss_scale="" modeldir="" profiling="" over_dump="" data_dump_flag=""
     local data_dump_step="" bind_core=""
@@ -44,14 +47,21 @@ modelzoo_main() {
         shift
         case "$para" in
             -h|--help) modelzoo_usage; exit 0 ;;
-            --*=*) key="${para%%=*}"; value="${para#*=}" ;;
+            --*=*) key="${para%%=*}"; value="${para#*=}"; bare="" ;;
             --*)
-                # `--flag value` as well as ModelZoo's `--flag=value`
-                [ $# -gt 0 ] && [[ "$1" != --* ]] || modelzoo_fail "$para needs a value, e.g. $para=VALUE"
-                key="$para"; value="$1"; shift ;;
+                # `--flag value` as well as ModelZoo's `--flag=value`; a trainer switch such as --no_eval
+                # has no value
+                key="$para"; value=""; bare=1
+                if [ $# -gt 0 ] && [[ "$1" != --* ]]; then value="$1"; bare=""; shift; fi ;;
             *) modelzoo_fail "unexpected argument '$para'; flags look like --data_path=DIR" ;;
         esac
-        [ -n "$value" ] || modelzoo_fail "$key needs a value, e.g. $key=VALUE"
+        case "$key" in
+            --data_path|--model|--batch|--batch_size|--epochs|--learning_rate|--precision_mode|--max_step|\
+            --max_train_step|--image_size|--save_interval|--rank_size|--network|--output_dir|\
+            --iterations_per_loop|--loss_scale|--modeldir|--model_dir|--profiling|--over_dump|--data_dump_flag|\
+            --data_dump_step|--bind_core)
+                [ -n "$value" ] || modelzoo_fail "$key needs a value, e.g. $key=VALUE" ;;
+        esac
         case "$key" in
             --data_path) data_path="$value" ;;
             --model) model="$value" ;;
@@ -61,6 +71,7 @@ modelzoo_main() {
             --precision_mode) precision_mode="$value" ;;
             --max_step|--max_train_step) max_step="$value" ;;
             --image_size) image_size="$value" ;;
+            --augment) augment="$value" ;;
             --save_interval) save_interval="$value" ;;
             --rank_size) rank_size="$value" ;;
             --network) network="$value" ;;
@@ -73,7 +84,10 @@ modelzoo_main() {
             --data_dump_flag) data_dump_flag="$value" ;;
             --data_dump_step) data_dump_step="$value" ;;
             --bind_core) bind_core="$value" ;;  # accepted: the launcher always binds each rank's cores
-            *) modelzoo_fail "unknown flag $key" ;;
+            *)
+                # any other option is the trainer's: passed on; the launcher checks it with the trainer's
+                # own parser before anything starts
+                if [ -n "$bare" ]; then further+=("$key"); else further+=("$key=$value"); fi ;;
         esac
     done
     [ -n "$data_path" ] || modelzoo_fail "--data_path=DIR is required (an image folder with train/ and validation/, \
@@ -116,10 +130,12 @@ a TFRecord folder, or 'synthetic')"
     fi
     if [ "$MODE" = performance ]; then case_suffix=perf; else case_suffix=acc; fi
 
-    # The trainer's flags, checked by the trainer's own parser before anything starts.
+    # The trainer's flags; the launcher checks them (and the data) with the trainer's own checks before
+    # anything starts.
     local -a trainer=("--precision_mode=$precision_mode")
     [ -z "$learning_rate" ] || trainer+=("--learning_rate=$learning_rate" "--lr_scaling=none")
     [ -z "$image_size" ] || trainer+=("--image_size=$image_size")
+    [ -z "$augment" ] || trainer+=("--augment=$augment")
     [ -z "$save_interval" ] || trainer+=("--save_interval=$save_interval")
     [ -z "$max_step" ] || trainer+=("--max_step=$max_step")
     [ -z "$iterations_per_loop" ] || trainer+=("--iterations_per_loop=$iterations_per_loop")
@@ -132,16 +148,7 @@ a TFRecord folder, or 'synthetic')"
         case "$modeldir" in /*) ;; *) modeldir="$PWD/$modeldir" ;; esac
         trainer+=("--modeldir=$modeldir")
     fi
-    local problem
-    problem="$("$python" -c 'import sys
-from train.config import parse_flags
-from train.errors import TrainError
-try:
-    parse_flags(sys.argv[1:])
-except TrainError as error:
-    print(str(error).split(" (see python -m train")[0])' --model "$model" "${trainer[@]}" 2>&1)" \
-        || modelzoo_fail "cannot run the trainer's checks with $python ($problem); set PYTHON=/path/to/python"
-    [ -z "$problem" ] || modelzoo_fail "$problem"
+    trainer+=("${further[@]}")
 
     local backend
     backend="$("$python" -c 'from launcher import facts, plan; print(plan.resolve_backend("auto", facts.gather()))')" \
@@ -171,7 +178,7 @@ except TrainError as error:
         # removed when it ends.
         scratch="$(mktemp -d "${TMPDIR:-/tmp}/modelzoo_perf_ckpt.XXXXXX")" || exit 1
         trap 'rm -rf "$scratch"' EXIT
-        args+=("--no-resume" "--no-eval" "--no-export")
+        args+=("--resume" "never" "--no-eval" "--no-export")
         [ -n "$modeldir" ] || args+=("--checkpoint_dir=$scratch")
         [ -z "$epochs" ] || args+=(--epochs "$epochs")      # --max_step still bounds the run
     else

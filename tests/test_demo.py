@@ -60,12 +60,13 @@ def test_the_demo_command_is_a_plain_launcher_command_on_two_cpu_workers():
     assert parsed["backend"] == "cpu" and parsed["devices"] == "2"
     assert parsed["model"] == "mobilenetv3_small" and parsed["data_path"] == "demo_data/digits"
     assert parsed["output_dir"] == "output/demo/x" and parsed["tee"] == "0"
-    from train.config import parse_flags
-    flags = parse_flags(["--model", parsed["model"], "--data-path", parsed["data_path"],
-                         "--batch-size", str(parsed["batch_size"]), "--epochs", str(parsed["epochs"])]
-                        + parsed["passthrough"])
+    flags = parsed["trainer"]                       # read by the trainer's own parser
+    assert flags.batch_size == demo.DEFAULTS["batch_size"]
     assert flags.image_size == 32 and flags.learning_rate == pytest.approx(0.8)
     assert flags.epochs == demo.DEFAULTS["epochs"]
+    assert flags.augment == "light"  # 8x8 digits: mild scale/translate, not ImageNet's crops
+    parsed = cli.parse(demo.launcher_args(options(augment="none"), "output/demo/x"))
+    assert "--augment=none" in parsed["passthrough"]
 
 
 def test_each_run_gets_its_own_output_dir(tmp_path):

@@ -46,7 +46,7 @@ def test_a_missing_table_without_a_wait_or_after_it_is_one_line_and_exit_2(tmp_p
     code, _, err = finish(launcher(tmp_path, "--backend", "npu", "--rank-table", "none.json", "--dry-run",
                                    "--", "true"))
     assert code == 2 and err.count("\n") == 1
-    assert "none.json does not exist" in err and "--table-wait" in err
+    assert "rank table none.json (from --rank-table) does not exist" in err and "--table-wait" in err
     code, _, err = finish(launcher(tmp_path, "--backend", "npu", "--rank-table", "none.json", "--table-wait",
                                    "1", "--dry-run", "--", "true"))
     last = err.splitlines()[-1]

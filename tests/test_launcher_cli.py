@@ -31,7 +31,8 @@ TWO_SERVERS = [("10.0.0.1", [(0, "192.168.1.1"), (1, "192.168.1.2")]),
     (["--devices", "2", "--model", "nosuch"], "unknown model 'nosuch'"),
     (["--devices", "2", "--model", "shufflenetv1", "--data-path", "missing_dir"], "missing_dir"),
     (["--devices", "2", "--model", "shufflenetv1", "--learning_rate", "abc"], "trainer option: argument"),
-    (["--devices", "2", "--model", "shufflenetv1", "--no-such-trainer-flag"], "unrecognized arguments"),
+    (["--devices", "2", "--model", "shufflenetv1", "--no-such-trainer-flag"],
+     "unknown option --no-such-trainer-flag"),
     (["--devices", "1", "--output-dir", "blocker/out", "--", "true"], "choose another --output-dir"),
     (["--backend", "npu", "--rank-table", "t1.json", "--devices", "0-3", "--", "true"], "--devices"),
     (["--backend", "npu", "--rank-table", "nothere.json", "--", "true"], "does not exist"),
@@ -127,12 +128,13 @@ def write_unlabelled_records(directory, count=3):
 def test_the_data_check_reads_tfrecords_with_the_trainers_label_offset_and_class_count(tmp_path):
     write_unlabelled_records(tmp_path / "slim")
     base = ["-m", "launcher", "--devices", "1", "--backend", "cpu", "--model", "shufflenetv1",
-            "--data-path", "slim", "--dry-run"]
+            "--data-path", "slim", "--batch-size", "1", "--dry-run"]
     code, _, err = run(tmp_path, *base)
     assert code == 2 and "no labels.txt" in err and "give the number of classes" in err
     code, out, err = run(tmp_path, *(base + ["--label_offset", "1", "--num-classes=1000"]))
     assert code == 0, err
-    assert "--data-path slim --label_offset 1 --num-classes=1000" in out  # passed on to the trainer as given
+    # passed on to the trainer as given
+    assert "--data-path slim --batch-size 1 --label_offset 1 --num-classes=1000" in out
     code, _, err = run(tmp_path, *(base + ["--num-classes", "0"]))
     errors = [line for line in err.splitlines() if line.startswith("launcher: error:")]
     assert code == 2 and len(errors) == 1 and "--num-classes must be at least 1" in errors[0], err

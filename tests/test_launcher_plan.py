@@ -28,7 +28,8 @@ def args(**extra):
 
 
 def test_cpu_plan_sets_the_contract_environment_on_every_rank():
-    result = plan.make_plan(args(batch_size=16, passthrough=["--lr", "0.1"]), facts())
+    trainer = ["--model", "shufflenetv1", "--batch_size", "16", "--lr", "0.1"]
+    result = plan.make_plan(args(batch_size=16, passthrough=trainer), facts())
     assert result.backend == "cpu" and result.world_size == 2 and len(result.ranks) == 2
     peers = result.ranks[0].env["LAUNCH_PEERS"].split(",")
     assert len(set(peers)) == 2 and all(p.startswith("127.0.0.1:") for p in peers)
@@ -41,8 +42,7 @@ def test_cpu_plan_sets_the_contract_environment_on_every_rank():
         assert env["CUDA_VISIBLE_DEVICES"] == "" and env["LAUNCH_PEERS"] == ",".join(peers)
         assert env["LAUNCH_INTRA_OP_THREADS"] == "2" and spec.cores == [[0, 1], [2, 3]][index]
         assert spec.log_path == "/work/out/%d/train_%d.log" % (index, index)
-        assert spec.argv == [PY, "-m", "train", "--model", "shufflenetv1", "--batch-size", "16",
-                                "--lr", "0.1"]
+        assert spec.argv == [PY, "-m", "train"] + trainer       # the user's options, as given
     assert result.stall_timeout == plan.TRAINER_STALL_TIMEOUT
 
 

@@ -103,7 +103,7 @@ def test_a_frozen_rank_is_caught_by_the_stall_timeout(tmp_path):
     code, _, err_text, out = launch(tmp_path, "--devices", "2", "--stall-timeout", "3",
                                     "--grace-period", "1",
                                     worker=["--rank", "0", "--freeze", "--forever"])
-    assert code == 1 and "first failure: rank 0 (device 0): no metrics for" in err_text
+    assert code == 1 and "first failure: rank 0 (device 0): its process is stopped" in err_text
     assert_all_gone(worker_pids(out, (0, 1)))
 
 
@@ -148,7 +148,7 @@ def test_a_second_run_keeps_the_first_runs_files(tmp_path):
     assert code == 0
     for name in ("0/train_0.log.1", "0/metrics.jsonl.1", "summary.json.1", "launch.json.1"):
         assert (out / name).exists(), name
-    assert "previous run's logs were kept" in err_text and "resume from them" in err_text
+    assert "previous run's logs were kept" in err_text and "holds files from an earlier run" in err_text
 
 
 def test_tee_shows_chosen_ranks_with_a_prefix_and_survives_bad_bytes(tmp_path):

@@ -1,5 +1,6 @@
 """The ModelZoo entry points (test/*.sh): real end-to-end runs on CPU with a tiny image folder and few steps,
 and their refusals of bad flags (a usage line and exit 2, nothing started)."""
+import json
 import math
 import os
 import struct
@@ -82,15 +83,19 @@ TINY = ["--model=mobilenetv3_small", "--batch=4", "--image_size=32", "--max_step
 def test_full_1p_trains_on_cpu_and_writes_the_modelzoo_files(tiny_folder, tmp_path):
     out = tmp_path / "out"
     # a relative --data_path is the caller's, although the script runs from the repository root
+    # any further trainer option is passed through (a switch, and --flag value)
     result = run_script("train_full_1p.sh", ["--data_path=" + os.path.relpath(tiny_folder, str(tmp_path)),
-                                             "--epochs=1", "--output_dir=out"] + TINY,
+                                             "--epochs=1", "--output_dir=out", "--no_export",
+                                             "--label_smoothing", "0.05", "--augment=none"] + TINY,
                         cwd=str(tmp_path), env_extra={"ASCEND_DEVICE_ID": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
+    argv = json.loads((out / "launch.json").read_text())["ranks"][0]["argv"]
+    assert "--no_export" in argv and "--label_smoothing=0.05" in argv
     assert "running on CPU with 1 worker" in result.stdout
     fields = summary_fields(result.stdout)
     check_plausible(fields, "MobileNetV3-Small", 4, 1, "acc")
     rank_dir = out / "3"                      # output/<ASCEND_DEVICE_ID>/, as ModelZoo puts it
-    assert (rank_dir / "train_3.log").is_file()
+    assert "training augmentation none" in (rank_dir / "train_3.log").read_text()  # passed through
     case_log = rank_dir / "MobileNetV3-Small_bs4_1p_acc.log"
     assert summary_fields(case_log.read_text()) == fields
 
@@ -152,15 +157,10 @@ def test_modelzoo_npu_flags_are_accepted_on_cpu_and_said_to_be_npu_only(tiny_fol
 
 @pytest.mark.parametrize("args, message", [
     ([], "--data_path=DIR is required"),
-    (["--data_path=/x", "--autotune=True"], "unknown flag --autotune"),
     (["--data_path=/x", "--iterations_per_loop=0"], "--iterations_per_loop must be a positive whole number"),
-    (["--data_path=/x", "--data_dump_step=9-3"], "--data_dump_step range '9-3' must go up"),  # the trainer's
-    (["--data_path=/x", "--loss_scale=tiny"], "loss scale 'tiny' is not valid"),
     (["--data_path=/x", "--batch=0"], "--batch must be a positive whole number"),
     (["--data_path=/x", "--epochs"], "--epochs needs a value"),
     (["--data_path=/x", "stray"], "unexpected argument 'stray'"),
-    (["--data_path=/x", "--learning_rate=abc"], "invalid float value: 'abc'"),  # the trainer's check
-    (["--data_path=/x", "--precision_mode=fp64"], "invalid choice: 'fp64'"),
 ])
 def test_bad_flags_get_one_error_a_usage_line_and_exit_2(tmp_path, args, message):
     out = "--output_dir=" + str(tmp_path / "out")
@@ -170,6 +170,24 @@ def test_bad_flags_get_one_error_a_usage_line_and_exit_2(tmp_path, args, message
     assert len(lines) == 2 and message in lines[0]
     assert lines[1].startswith("usage: bash test/train_full_8p.sh")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--autotune=True"], "unknown option --autotune=True: not the launcher's"),   # passed on, then refused
+    (["--data_dump_step=9-3"], "--data_dump_step range '9-3' must go up"),
+    (["--loss_scale=tiny"], "loss scale 'tiny' is not valid"),
+    (["--learning_rate=abc"], "invalid float value: 'abc'"),                      # the trainer's check
+    (["--precision_mode=fp64"], "invalid choice: 'fp64'"),
+    (["--image_size=16"], "image size 16x16 is too small"),
+    (["--label_offset=-1"], "--label-offset must be 0 or more"),
+])
+def test_trainer_flags_are_passed_on_and_checked_by_the_launcher(tmp_path, args, message):
+    result = run_script("train_full_8p.sh", ["--data_path=synthetic", "--output_dir=" + str(tmp_path / "out")]
+                        + args, cwd=str(tmp_path))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("launcher: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_missing_data_is_the_launchers_one_line_error(tmp_path):
@@ -182,3 +200,11 @@ def test_missing_data_is_the_launchers_one_line_error(tmp_path):
 def test_help_prints_the_usage_and_succeeds():
     result = run_script("train_performance_1p.sh", ["--help"], cwd=ROOT)
     assert result.returncode == 0 and result.stdout.startswith("usage: bash test/train_performance_1p.sh")
+
+
+def test_a_bad_augment_is_the_trainers_one_line_error(tmp_path):
+    result = run_script("train_full_1p.sh", ["--data_path=" + str(tmp_path), "--augment=heavy",
+                                             "--output_dir=" + str(tmp_path / "out")], cwd=str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--augment: invalid choice: 'heavy'" in result.stderr.strip().splitlines()[0]
+    assert not (tmp_path / "out" / "checkpoints").exists()

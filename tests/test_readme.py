@@ -136,6 +136,8 @@ def test_every_tool_flag_and_script_flag_is_in_the_readme():
         "rank_table merge": undocumented(help_options("rank_table", "merge")),
         "data.convert": undocumented(help_options("data.convert")),
         "data.digits": undocumented(help_options("data.digits")),
+        "data.faces": undocumented(help_options("data.faces")),
+        "train.predict": undocumented(help_options("train.predict")),
         "data": undocumented(help_options("data")),
     }
     assert missing == {key: [] for key in missing}
@@ -144,3 +146,94 @@ def test_every_tool_flag_and_script_flag_is_in_the_readme():
 def test_linked_docs_exist():
     for target in re.findall(r"\]\(((?:docs|bench)/[^)#]+)", README):
         assert os.path.exists(os.path.join(ROOT, target)), target
+
+
+# Flags of other tools the docs show beside ours (pip, venv, TensorBoard, torchrun, Ascend's ATC, pytest), a
+# ModelZoo flag shown being refused (--autotune), and words about flags in general.
+FOREIGN_FLAGS = {"--no-deps", "--system-site-packages", "--logdir", "--nproc_per_node", "--framework",
+                 "--input_shape", "--soc_version", "--durations", "--autotune", "--dash-option",
+                 "--dash_option", "--flag"}
+
+
+def every_known_flag():
+    """Every long option (both spellings) of every command this project has."""
+    from rank_table import cli as rank_table_cli
+    from train.config import build_parser as train_parser
+    parsers = [cli.build_parser(), k8s.build_parser(), train_parser(), demo.build_parser()]
+    parsers += list(rank_table_cli._parsers().values())
+    known = set()
+    for parser in parsers:
+        known |= set(name for name in parser._option_string_actions if name.startswith("--"))
+    for module in ("data", "data.convert", "data.digits", "data.faces", "train.predict"):
+        known |= help_options(module)
+    usage = subprocess.run(["bash", os.path.join(ROOT, "test", "train_full_8p.sh"), "--help"],
+                           capture_output=True, text=True, timeout=60).stdout
+    return known | set(LONG_OPTION.findall(usage))
+
+
+def test_every_flag_the_readme_and_docs_name_exists():
+    known = every_known_flag() | FOREIGN_FLAGS
+    for name in ["README.md"] + ["docs/" + doc for doc in sorted(os.listdir(os.path.join(ROOT, "docs")))]:
+        text = re.sub(r"\]\([^)]*\)", "]", read(name))              # link targets are not flags
+        unknown = sorted(flag for flag in set(LONG_OPTION.findall(text)) - known     # a family: --data_dump_*
+                         if not (flag[-1] in "_-" and any(k.startswith(flag) for k in known)))
+        assert unknown == [], name
+
+
+def row(table_text, flag):
+    rows = [line for line in table_text.splitlines() if line.startswith("| `%s" % flag)
+            and re.match(r"\| `%s[ `]" % re.escape(flag), line)]
+    assert len(rows) == 1, flag
+    return rows[0]
+
+
+def same_value(text, default):
+    text = text.strip().strip("`").lstrip("./")
+    if text == str(default):
+        return True
+    try:
+        return float(text) == float(default)
+    except (TypeError, ValueError):
+        return False
+
+
+def test_the_launcher_tables_defaults_are_the_codes():
+    from launcher import ascend, plan, rendezvous
+    table = section("Command-line reference").split("### Launcher:", 1)[1].split("\n### ", 1)[0]
+    constants = {"--stall-timeout": plan.TRAINER_STALL_TIMEOUT, "--table-wait": ascend.DEFAULT_TABLE_WAIT,
+                 "--rendezvous-timeout": rendezvous.DEFAULT_TIMEOUT,
+                 "--collective-timeout": plan.DEFAULT_COLLECTIVE_TIMEOUT,
+                 "--master-port": rendezvous.DEFAULT_PORT}
+    for action in cli.build_parser()._actions:
+        flag = next((s for s in action.option_strings if s.startswith("--")), None)
+        if flag in (None, "--help") or action.default is False:
+            continue
+        default = constants.get(flag, action.default)
+        if default is None:
+            continue
+        said = re.findall(r"default `?([^`);,]+)`?", row(table, flag))
+        assert said and same_value(said[0], default), (flag, said, default)
+
+
+def test_the_trainer_tables_defaults_are_the_codes():
+    from train.config import build_parser as train_parser
+    table = section("Command-line reference").split("### Trainer:", 1)[1].split("\n### ", 1)[0]
+    for action in train_parser()._actions:
+        flag = next((s for s in action.option_strings if s.startswith("--")), None)
+        if flag in (None, "--help") or action.default in (None, False, True, [], "") or \
+                action.dest == "output_dir":
+            continue
+        column = row(table, flag).split(" | ")[1]
+        words = [word.strip("`()") for word in column.split()]
+        assert any(same_value(word, action.default) for word in words), (flag, column, action.default)
+
+
+def test_the_docs_give_one_collective_timeout_default_the_codes():
+    from contract.worker_env import default
+    said = []
+    for name in ["README.md"] + ["docs/" + doc for doc in sorted(os.listdir(os.path.join(ROOT, "docs")))]:
+        text = read(name)
+        said += re.findall(r"(?:collective-timeout|COLLECTIVE_TIMEOUT|collective_timeout)[^\n]{0,60}?"
+                           r"default[ =]*(\d+)", text)
+        said += re.findall(r"(\d+) s is the default", text)
+    assert said and set(float(value) for value in said) == {default("collective_timeout")}, said

@@ -139,7 +139,9 @@ def test_resume_after_a_kill_continues_step_lr_and_epoch(tmp_path):
 
 
 def test_a_crash_writes_the_error_file_and_exits_non_zero(tmp_path):
-    assert run_here(tmp_path, "--data-path", "tiny:4:256:37", "--model", "crash", "--max-steps", "2") == 1
+    crash = ["--model", "crash"] + TINY[2:]        # one --model: a second one with another value is refused
+    assert main(crash + ["--output-dir", str(tmp_path), "--data-path", "tiny:4:256:37", "--max-steps", "2"],
+                env={"LAUNCH_OUTPUT_DIR": str(tmp_path)}, parts=standins.parts()) == 1
     record = json.loads((tmp_path / "0" / "error.json").read_text())
     assert record["type"] == "RuntimeError" and "stand-in crash" in record["message"]
     assert "Traceback" in record["traceback"]
@@ -163,6 +165,8 @@ def test_two_workers_stay_identical_and_count_each_eval_example_once(two_launche
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ends = [records(out / str(r) / "metrics.jsonl", "end")[-1] for r in range(2)]
     assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]  # bit-identical weights
+    # ... including the BN statistics each rank re-estimated from its own share, averaged over ranks
+    assert all(records(out / str(r) / "metrics.jsonl", "bn_recalibrate") for r in range(2))
     evals = [records(out / str(r) / "metrics.jsonl", "eval")[-1] for r in range(2)]
     assert [e["count"] for e in evals] == [37, 37]  # global count on every rank
     assert sorted(e["local_count"] for e in evals) == [18, 19]  # each example once, remainder kept

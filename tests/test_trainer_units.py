@@ -27,8 +27,10 @@ def test_modelzoo_names_are_aliases_of_the_same_settings():
 def test_defaults_resume_on_cosine_momentum_eval_export():
     args = config.parse_flags(["--model", "m"])
     assert (args.resume, args.lr_schedule, args.optimizer, args.eval, args.export) == \
-        (True, "cosine", "momentum", True, True)
-    assert config.parse_flags(["--model", "m", "--no-resume"]).resume is False
+        ("auto", "cosine", "momentum", True, True)
+    assert config.parse_flags(["--model", "m", "--no-resume"]).resume == "never"      # the old alias
+    assert config.parse_flags(["--model", "m", "--resume", "never"]).resume == "never"
+    assert config.parse_flags(["--model", "m", "--resume"]).resume == "auto"
 
 
 @pytest.mark.parametrize("argv, words", [

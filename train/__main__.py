@@ -46,7 +46,12 @@ def default_parts(args, env=None, placement=None):
     def train_dataset(info, batch_size, image_size, rank, size, seed):
         # (images, labels, skipped so far): the trainer logs the count of dropped images
         return pipeline.train_dataset(info, batch_size, image_size, rank, size, seed=seed,
-                                      bad_images=args.bad_images, return_skipped=True)
+                                      bad_images=args.bad_images, return_skipped=True,
+                                      augment_mode=args.augment)
+
+    def calibration_dataset(info, batch_size, image_size, rank, size, seed):
+        return pipeline.calibration_dataset(info, batch_size, image_size, rank, size, seed=seed,
+                                            bad_images=args.bad_images)
 
     def eval_dataset(info, batch_size, image_size, rank, size):
         return pipeline.eval_dataset(info, batch_size, image_size, rank, size, bad_images=args.bad_images)
@@ -60,7 +65,8 @@ def default_parts(args, env=None, placement=None):
 
     return Parts(inspect_data=inspect_data, train_dataset=train_dataset, eval_dataset=eval_dataset,
                  build_model=build_model, regularization_loss=registry.regularization_loss,
-                 make_backend=make_backend, preprocessing=preprocessing_description)
+                 make_backend=make_backend, preprocessing=preprocessing_description,
+                 calibration_dataset=calibration_dataset)
 
 
 def preprocessing_description(image_size):

@@ -10,7 +10,8 @@ import os
 from collections import namedtuple
 
 from contract import worker_env
-from data.errors import BAD_IMAGE_POLICIES
+from data.errors import AUGMENT_MODES, BAD_IMAGE_POLICIES
+from train import flags
 from train.errors import TrainError
 
 OPTIMIZERS = ("momentum", "rmsprop", "adam")
@@ -22,6 +23,10 @@ MIXED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
 PRECISION_MODES = MIXED_MODES + ("must_keep_origin_dtype", "force_fp32")
 # The allreduce backend of a multi-rank job per LAUNCH_BACKEND (one rank off Ascend: "none").
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
+AUGMENTS = AUGMENT_MODES  # data.augment's modes (data.errors holds the list: no TensorFlow there)
+SMALL_IMAGE_SIZE = 128  # below this --image-size, --augment defaults to light
+BN_RECALIBRATE_BATCHES = 100
+RESUME_AUTO, RESUME_NEVER = "auto", "never"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = _Parser(prog="python -m train", description="Graph-mode image-classification trainer (one rank).")
+    p = _Parser(prog="python -m train", allow_abbrev=False,
+                description="Graph-mode image-classification trainer (one rank). Every --dash-option is "
+                            "also accepted with underscores (--batch_size).")
     add = p.add_argument
     add("--model", help="model name from the registry, e.g. mobilenetv3_small, shufflenetv1")
     add("--model-option", "--model_option", dest="model_options", action="append", default=[],
@@ -44,6 +51,18 @@ def build_parser():
         help="images per device per step (default 32)")
     add("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=None,
         help="images per device per evaluation step (default: --batch-size)")
+    add("--augment", choices=AUGMENTS, default=None,
+        help="training augmentation: imagenet (random-resized crop + flip, for ImageNet-sized photos), "
+             "light (mild scale/translate + flip, for small images), none; default imagenet for "
+             "--image-size >= %d, light below" % SMALL_IMAGE_SIZE)
+    add("--bn-recalibrate-batches", "--bn_recalibrate_batches", dest="bn_recalibrate_batches", type=int,
+        default=BN_RECALIBRATE_BATCHES,
+        help="before each evaluation and the final checkpoint/export, re-estimate the BatchNorm statistics "
+             "from up to N training batches per rank (evaluation preprocessing, no weight update), averaged "
+             "over ranks; 0: keep the moving averages (default %d)" % BN_RECALIBRATE_BATCHES)
+    add("--bn-momentum", "--bn_momentum", dest="bn_momentum", type=float, default=None,
+        help="BatchNorm moving-average decay of every BN layer, e.g. 0.9 (default: the model's, "
+             "MobileNetV3 0.99, ShuffleNetV1 0.9)")
     add("--epochs", "--epoch", dest="epochs", type=float, default=1.0, help="training epochs (default 1)")
     add("--max-steps", "--max_step", "--max_steps", "--max_train_step", dest="max_steps", type=int,
         default=None, help="stop after this many global steps (overrides --epochs for the length)")
@@ -85,9 +104,17 @@ def build_parser():
         help="checkpoint every N epochs (0: off; default 1)")
     add("--keep-checkpoints", "--keep_checkpoints", "--keep_checkpoint_max", dest="keep_checkpoints",
         type=int, default=5, help="keep the newest K checkpoints (default 5)")
-    add("--resume", dest="resume", action="store_true", default=True,
-        help="continue from the newest checkpoint in the checkpoint directory (default)")
-    add("--no-resume", "--no_resume", dest="resume", action="store_false", help="start from scratch")
+    add("--resume", dest="resume", nargs="?", const=RESUME_AUTO, default=RESUME_AUTO,
+        metavar="auto|never|PATH",
+        help="auto (default): continue an unfinished run from the newest checkpoint of the checkpoint "
+             "directory (a finished run says so and trains nothing); never: start over, moving the old "
+             "checkpoints aside to checkpoints.N (nothing is deleted); PATH: continue from that checkpoint "
+             "(its step and optimizer state)")
+    add("--no-resume", dest="resume", action="store_const", const=RESUME_NEVER,
+        help="the same as --resume never")
+    add("--eval-only", dest="eval_only", action="store_true",
+        help="evaluate a checkpoint (--resume PATH, else the newest in the checkpoint directory) on the "
+             "validation split and exit; nothing is trained")
     add("--eval-every-epochs", "--eval_every_epochs", dest="eval_every_epochs", type=float, default=0.0,
         help="also evaluate every N epochs (default 0: only at the end)")
     add("--no-eval", "--no_eval", dest="eval", action="store_false", default=True,
@@ -101,11 +128,12 @@ def build_parser():
         help="write a SavedModel and a frozen .pb at the end (rank 0; default)")
     add("--no-export", "--no_export", dest="export", action="store_false")
     add("--output-dir", "--output_dir", dest="output_dir", default=None,
-        help="job output directory (default: $LAUNCH_OUTPUT_DIR or ./output)")
+        help="job output directory (default: $LAUNCH_OUTPUT_DIR or ./output); under the launcher, give "
+             "the launcher's --output-dir instead")
     add("--checkpoint-dir", "--checkpoint_dir", "--model_dir", "--modeldir", dest="checkpoint_dir",
         default=None,
         help="checkpoint directory (default: $LAUNCH_CHECKPOINT_DIR or <output>/checkpoints)")
-    return p
+    return flags.accept_underscores(p)
 
 
 def add_data_flags(parser):
@@ -214,7 +242,12 @@ def data_options(argv):
 
 def parse_flags(argv):
     """Parsed and checked flags (argparse.Namespace); TrainError names the fix."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    clash = flags.conflict(parser, argv)
+    if clash:
+        raise TrainError(clash)
+    args = parser.parse_args(argv)
+    args.given = sorted(flags.dests_given(parser, argv))
     if not args.model:
         raise TrainError("--model is required, e.g. --model mobilenetv3_small")
     for name in ("batch_size", "image_size", "log_every", "keep_checkpoints"):
@@ -230,9 +263,20 @@ def parse_flags(argv):
         raise TrainError("--learning-rate must be positive")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise TrainError("--label-smoothing must be in [0, 1)")
+    if args.bn_recalibrate_batches < 0:
+        raise TrainError("--bn-recalibrate-batches must be 0 (off) or more")
+    if args.bn_momentum is not None and not 0.0 <= args.bn_momentum < 1.0:
+        raise TrainError("--bn-momentum must be in [0, 1), e.g. 0.9 (it is the moving-average decay)")
+    if args.augment is None:
+        args.augment = "imagenet" if args.image_size >= SMALL_IMAGE_SIZE else "light"
+    if args.eval_only and not args.eval:
+        raise TrainError("--eval-only and --no-eval contradict each other; give one")
     if args.freeze_backbone and not args.finetune:
         raise TrainError("--freeze-backbone needs --finetune CKPT (a backbone to keep)")
     check_data_flags(args)
+    check_resume(args)
+    if args.finetune:
+        checkpoint_path(args.finetune, "--finetune")
     if args.iterations_per_loop < 1:
         raise TrainError("--iterations-per-loop must be 1 or more (ModelZoo scripts use 100)")
     if args.data_dump_step is not None:
@@ -242,6 +286,37 @@ def parse_flags(argv):
     if args.lr_schedule == "piecewise" and not args.lr_boundaries:
         raise TrainError("--lr-schedule piecewise needs --lr-boundaries, e.g. --lr-boundaries 30,60,80")
     return args
+
+
+def check_resume(args):
+    """--resume auto|never|PATH (PATH: a checkpoint prefix, its .index file, or a directory with one)."""
+    value = args.resume
+    if value in (RESUME_AUTO, RESUME_NEVER):
+        if args.eval_only and value == RESUME_NEVER:
+            raise TrainError("--eval-only evaluates a checkpoint: give --resume PATH or --resume auto, "
+                             "not never")
+        return
+    if not value:
+        raise TrainError("--resume needs auto, never or a checkpoint path")
+    args.resume = checkpoint_path(value, "--resume", "auto, never or ")
+
+
+def checkpoint_path(value, flag, also=""):
+    """A checkpoint prefix or a directory holding one, from what a user typed (the prefix, its .index or
+    .data file, a directory); TrainError naming ``flag`` when there is none. No TensorFlow: the launcher
+    checks --resume PATH and --finetune with it before any rank starts."""
+    prefix = value[:-len(".index")] if value.endswith(".index") else value
+    if ".data-" in prefix:
+        prefix = prefix.split(".data-")[0]
+    if os.path.isdir(prefix):
+        if not os.path.exists(os.path.join(prefix, "checkpoint")):
+            raise TrainError("%s %s: that directory holds no checkpoint (no `checkpoint` index file); give "
+                             "%sa checkpoint prefix such as DIR/model.ckpt-1000" % (flag, value, also))
+        return prefix
+    if not os.path.exists(prefix + ".index"):
+        raise TrainError("%s %s: no such checkpoint (no %s.index); give %sa checkpoint prefix such as "
+                         "DIR/model.ckpt-1000" % (flag, value, prefix, also))
+    return prefix
 
 
 def parse_boundaries(text):

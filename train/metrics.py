@@ -52,14 +52,22 @@ class MetricsWriter:
 
 
 def train_record(step, total_steps, epoch, loss, accuracy, lr, images_per_sec, step_time, batch_size,
-                 skipped_images=0, overflow_steps=None, loss_scale=None):
+                 skipped_images=0, timed_steps=None, timed_seconds=None, warmup=False, overflow_steps=None,
+                 loss_scale=None):
     """The fields of a `train` record (pure); `skipped_images` (this rank's running count of unreadable
-    images dropped) only once there is one; with loss scaling `overflow_steps` (steps of this run whose
-    update was skipped for a gradient overflow; each still counts as a step) and `loss_scale`."""
+    images dropped) only once there is one. `timed_steps` steps took `timed_seconds` (the speed's basis);
+    `warmup`: they are only the first step of the process (graph build), not a steady rate. With loss
+    scaling `overflow_steps` (steps of this run whose update was skipped for a gradient overflow; each still
+    counts as a step) and `loss_scale`."""
     record = {"step": int(step), "total_steps": int(total_steps), "epoch": round(float(epoch), 4),
               "loss": round(float(loss), 6), "accuracy": round(float(accuracy), 6), "lr": float(lr),
               "images_per_sec": round(float(images_per_sec), 2), "step_time": round(float(step_time), 5),
               "batch_size": int(batch_size)}
+    if timed_steps is not None:
+        record["timed_steps"] = int(timed_steps)
+        record["timed_seconds"] = round(float(timed_seconds), 4)
+    if warmup:
+        record["warmup"] = True
     if skipped_images:
         record["skipped_images"] = int(skipped_images)
     if overflow_steps is not None:

@@ -9,7 +9,6 @@ backend -> optimizer with the LR schedule -> BN moving averages -> global step.
 The collaborators (model registry, data pipeline, backend) come in as `Parts`, so that the loop is
 the same whether it is started by `python -m train` or by a test.
 """
-import math
 import os
 import time
 from collections import namedtuple
@@ -19,7 +18,8 @@ import numpy as np
 from data import labels as data_labels
 from models.specs import HEAD_NAME  # the layer that maps features to logits
 from tfcompat import tf
-from train import checkpoints, evaluate, export, failures, optim
+from train import bn_recalibrate, checkpoints, evaluate, export, failures, optim, precheck
+from train.config import RESUME_AUTO, RESUME_NEVER
 from train.errors import BadData, StepFailure, TrainError
 from train.metrics import (
     Summaries,
@@ -30,8 +30,9 @@ from train.metrics import (
     log,
     train_record,
 )
+from train.precheck import Schedule, schedule_plan  # noqa: F401  (pure: the launcher checks with it too)
 
-Parts = namedtuple("Parts", [
+_PARTS = [
     "inspect_data",         # path -> DataInfo (num_classes, train_count, eval_count, class_names)
     "train_dataset",        # (info, batch_size, image_size, rank, size, seed) -> endless (images, labels)
                             # or (images, labels, skipped): the running count of unreadable images dropped
@@ -40,23 +41,10 @@ Parts = namedtuple("Parts", [
     "regularization_loss",  # model -> scalar tensor
     "make_backend",         # args -> backend object (train.backends, docs/CONTRACTS.md)
     "preprocessing",        # image_size -> dict describing the input normalisation (for export)
-])
-
-Schedule = namedtuple("Schedule", ["steps_per_epoch", "total_steps", "global_batch"])
-
-
-def schedule_plan(train_count, batch_size, size, epochs, max_steps, iterations_per_loop=1):
-    """Steps per epoch (remainder dropped alike on every rank) and the run's length (pure): a whole number
-    of loops of `iterations_per_loop` steps (Ascend's loop sinking needs it; tfmigr1_000048)."""
-    global_batch = batch_size * size
-    steps_per_epoch = train_count // global_batch
-    if steps_per_epoch < 1:
-        raise TrainError("the training split has %d images, fewer than one global batch (%d x %d ranks); "
-                         "lower --batch-size" % (train_count, batch_size, size))
-    total = max(int(max_steps) if max_steps else int(math.ceil(epochs * steps_per_epoch)), 1)
-    loop = max(int(iterations_per_loop), 1)
-    return Schedule(steps_per_epoch, int(math.ceil(total / float(loop))) * loop, global_batch)
-
+    "calibration_dataset",  # like train_dataset, for re-estimating BN statistics (train.bn_recalibrate);
+                            # (images, labels) in a fixed order; default None: train_dataset is used
+]
+Parts = namedtuple("Parts", _PARTS, defaults=(None,))
 
 def every(step, interval_steps):
     """True when `step` (1-based, after the update) closes an interval of `interval_steps` (pure)."""
@@ -134,6 +122,9 @@ class Graph:
         self.skipped = elements[2] if len(elements) > 2 else tf.constant(0, tf.int64)
         self.model = parts.build_model(args.model, info.num_classes, args.image_size, args.weight_decay,
                                        args.dropout, args.model_options)
+        if getattr(args, "bn_momentum", None) is not None:
+            changed = bn_recalibrate.set_momentum(self.model, args.bn_momentum)
+            log.info("BatchNorm momentum %g on %d layers (--bn-momentum)", args.bn_momentum, changed)
         self.head = freeze_backbone(self.model) if args.freeze_backbone else head_layer(self.model)
         logits = tf.cast(self.model(images, training=True), tf.float32)
         labels = tf.cast(labels, tf.int32)
@@ -175,6 +166,8 @@ class Graph:
                                          placement.rank, placement.size)
             self.eval_ops = evaluate.build_eval(self.model, eval_ds, info.num_classes, backend)
         self.sync_stats_op = sync_moving_statistics_op(self.model, backend, placement.size)
+        self.recalibration = build_recalibration(args, placement, parts, info, self.model, backend)
+        self.ranks = placement.size
         self.variables = tf.compat.v1.global_variables()
         self.init_op = tf.group(tf.compat.v1.global_variables_initializer(),
                                 tf.compat.v1.local_variables_initializer())
@@ -205,23 +198,36 @@ def run(args, placement, parts, metrics):
     run_meta = {"model": args.model, "num_classes": int(info.num_classes), "image_size": int(args.image_size),
                 "model_options": sorted(args.model_options)}
     is_chief = placement.rank == 0
-    resume_from = None
-    if args.resume or placement.restart > 0:  # a launcher restart always continues from checkpoints
-        resume_from = checkpoints.latest(placement.checkpoint_dir)
-        if resume_from:
-            keep_class_names(args, placement, info, resume_from)  # names which classes changed, if any
-            checkpoints.check_resumable(checkpoints.read_meta(placement.checkpoint_dir), run_meta)
-    elif is_chief and checkpoints.latest(placement.checkpoint_dir):
-        raise TrainError("%s already holds checkpoints and --no-resume was given; use another --output-dir "
-                         "(or --checkpoint-dir) so they are not overwritten" % placement.checkpoint_dir)
-    if not resume_from:
+    resume_from = resume_source(args, placement)
+    if resume_from:
+        keep_class_names(args, placement, info, resume_from)  # names which classes changed, if any
+        checkpoints.check_resumable(checkpoints.read_meta(os.path.dirname(resume_from)), run_meta)
+        done = checkpoints.step_of(resume_from)
+        if done >= sched.total_steps and not args.eval_only:
+            log.info("the run is finished: %s is at step %d of %d; nothing to train (--resume never starts "
+                     "over, --eval-only evaluates it)", resume_from, done, sched.total_steps)
+            return {"status": "finished", "step": done, "total_steps": sched.total_steps,
+                    "wall_time": round(time.time() - started, 3)}
+    else:
         keep_class_names(args, placement, info, resume_from)
+    if args.eval_only and not (info.eval_count and resume_from):
+        raise TrainError("--eval-only needs a validation split and a checkpoint: %s" % (
+            "%s has no validation split" % args.data_path if not info.eval_count else
+            "%s holds none; give --resume PATH" % placement.checkpoint_dir))
+    if not info.eval_count:
+        log.info("no validation split in %s: nothing is evaluated; the accuracy reported is the training "
+                 "batches' accuracy", args.data_path)
+    if info.kind == "synthetic":
+        log.info("training on synthetic data (%s): random images, no dataset read; give --data-path DIR "
+                 "for a real one", args.data_path)
     log.info("rank %d/%d backend %s device %s model %s classes %d train %d eval %d global batch %d "
              "steps/epoch %d total steps %d peak lr %.5f", placement.rank, placement.size,
              placement.backend_kind, placement.device_kind, args.model, info.num_classes, info.train_count,
              info.eval_count,
              sched.global_batch, sched.steps_per_epoch, sched.total_steps, lr_plan.peak)
 
+    if getattr(args, "augment", None):
+        log.info("training augmentation %s (--augment), image size %d", args.augment, args.image_size)
     backend = parts.make_backend(args)
     log.info("%s", backend.describe() if hasattr(backend, "describe") else type(backend).__name__)
     graph = tf.Graph()
@@ -244,16 +250,21 @@ def run(args, placement, parts, metrics):
             _restore(sess, g, args, resume_from, metrics)
             sess.run(g.broadcast_op)
             start_step = int(sess.run(g.global_step))
+            if args.eval_only:
+                result = {"step": start_step, "status": "ok", "eval_only": True}
+                result.update(_evaluate(sess, g, metrics, start_step))
+                return dict(result, wall_time=round(time.time() - started, 3))
             loop = loop_plan(sess, g, backend, int(getattr(args, "iterations_per_loop", 1) or 1))
             result = _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, start_step, loop)
-            sess.run(g.sync_stats_op)
+            changed = settle_statistics(sess, g, metrics, result["step"])
             result["weights_checksum"] = weights_checksum(sess.run(g.model.weights))
-            if is_chief and g.writer.last_saved_step != result["step"] and \
+            # a checkpoint saved at this step before the statistics were settled is written again
+            if is_chief and (g.writer.last_saved_step != result["step"] or changed) and \
                     (result["step"] > start_step or not resume_from):
                 g.writer.save(sess, result["step"], run_meta)
                 log.info("saved checkpoint at step %d", result["step"])
             if g.eval_ops is not None:
-                result.update(_evaluate(sess, g, metrics, result["step"]))
+                result.update(_evaluate(sess, g, metrics, result["step"], settled=True))
         finally:
             if summaries:
                 summaries.close()
@@ -265,6 +276,26 @@ def run(args, placement, parts, metrics):
         result["export_dir"] = _export(args, placement, parts, info, result["step"])
     result["wall_time"] = round(time.time() - started, 3)
     return result
+
+
+def resume_source(args, placement):
+    """The checkpoint this rank continues from under --resume auto|never|PATH, or None (a fresh start).
+
+    A launcher restart (LAUNCH_RESTART > 0) continues this run's newest checkpoint whatever the mode
+    (then --resume PATH only when none was written yet). `never` moves the old checkpoints aside (rank 0;
+    under the launcher it has done so before any rank started); nothing is deleted.
+    """
+    latest = checkpoints.latest(placement.checkpoint_dir)
+    if placement.restart > 0 and latest:
+        return latest
+    if args.resume == RESUME_AUTO:
+        return latest
+    if args.resume == RESUME_NEVER:
+        if placement.rank == 0 and precheck.has_checkpoints(placement.checkpoint_dir):
+            moved = precheck.move_aside(placement.checkpoint_dir)
+            log.info("--resume never: the old checkpoints were moved to %s", moved)
+        return None
+    return checkpoints.resolve(args.resume)
 
 
 def labels_plan(class_names, checkpoint_dir, resume_from, finetune_dir, is_chief, exists):
@@ -377,9 +408,11 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
     save_epoch_steps = int(round(args.save_every_epochs * sched.steps_per_epoch))
     eval_epoch_steps = int(round(args.eval_every_epochs * sched.steps_per_epoch))
     fetches = [loop.op, g.step_after, g.loss, g.accuracy, g.lr, g.skipped, g.applied_after, g.loss_scale]
-    window = {"loss": 0.0, "acc": 0.0, "runs": 0, "steps": 0, "start": time.time()}
+    window = {"loss": 0.0, "acc": 0.0, "runs": 0, "steps": 0}
+    # Speed is timed without the first loop of this process (graph build, first batches: warm-up), so a
+    # short run's images/s is its steady rate too; a record holding only that loop says warmup=true.
+    timed = {"steps": 0, "start": time.time(), "warmup": None}
     rates, last = [], {}
-    first_window = True
     skipped_logged = 0
     start_step, applied_at_start = step, int(sess.run(g.applied_steps))
     overflow, overflow_logged, scale, warned_loop = 0, 0, 0.0, False
@@ -395,6 +428,12 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
             window["acc"] += float(acc)
             window["runs"] += 1
         window["steps"] += step - before
+        now = time.time()
+        if timed["warmup"] is None:
+            timed["warmup"] = (now - timed["start"], max(step - before, 1))
+            timed["start"] = now
+        else:
+            timed["steps"] += step - before
         if step - before != loop.steps and step < sched.total_steps and not warned_loop:
             log.info("a loop of %d steps advanced global_step by %d: the device did not loop (loop sinking "
                      "needs enable_data_pre_proc and the dataset iterator as the graph's input)",
@@ -405,12 +444,18 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
             log.info("%s", human_overflow_line(overflow, step, scale, placement.rank))
             overflow_logged = overflow
         if crossed(before, step, args.log_every) or step >= sched.total_steps:
-            elapsed = time.time() - window["start"]
-            n, runs = max(window["steps"], 1), max(window["runs"], 1)
+            runs = max(window["runs"], 1)
+            if timed["steps"]:
+                seconds, counted, warmup = now - timed["start"], timed["steps"], False
+                rates.append((counted, seconds))
+            else:
+                (seconds, counted), warmup = timed["warmup"], True
             record = train_record(step, sched.total_steps, step / float(sched.steps_per_epoch),
                                   window["loss"] / runs, window["acc"] / runs, lr,
-                                  args.batch_size * n / max(elapsed, 1e-9), elapsed / n, args.batch_size,
-                                  skipped_images=skipped, overflow_steps=overflow if g.scaling else None,
+                                  args.batch_size * counted / max(seconds, 1e-9), seconds / counted,
+                                  args.batch_size, skipped_images=skipped, timed_steps=counted,
+                                  timed_seconds=seconds, warmup=warmup,
+                                  overflow_steps=overflow if g.scaling else None,
                                   loss_scale=scale if g.scaling else None)
             metrics.write("train", **record)
             if skipped > skipped_logged:
@@ -421,11 +466,9 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
             if summaries:
                 summaries.scalars(step, {"loss": record["loss"], "accuracy": record["accuracy"], "lr": lr,
                                          "images_per_sec": record["images_per_sec"]})
-            if not first_window:
-                rates.append((n, elapsed))
-            first_window = False
             last = record
-            window = {"loss": 0.0, "acc": 0.0, "runs": 0, "steps": 0, "start": time.time()}
+            window = {"loss": 0.0, "acc": 0.0, "runs": 0, "steps": 0}
+            timed["steps"], timed["start"] = 0, time.time()
         if placement.rank == 0 and (crossed(before, step, args.save_every_steps) or
                                     crossed(before, step, save_epoch_steps)):
             g.writer.save(sess, step, run_meta)
@@ -446,9 +489,41 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
     return result
 
 
-def _evaluate(sess, g, metrics, step):
+def build_recalibration(args, placement, parts, info, model, backend):
+    """The BN re-estimation ops (train.bn_recalibrate) for --bn-recalibrate-batches, or None."""
+    planned = bn_recalibrate.plan(info.train_count, placement.size, args.batch_size,
+                                  args.eval_batch_size, getattr(args, "bn_recalibrate_batches", 0))
+    if planned is None:
+        return None
+    make = parts.calibration_dataset or parts.train_dataset
+    dataset = make(info, planned.batch_size, args.image_size, placement.rank, placement.size,
+                   args.seed + 7)
+    iterator = tf.compat.v1.data.make_initializable_iterator(dataset)
+    images = iterator.get_next()[0]
+    return bn_recalibrate.build(model, images, backend, placement.size, planned.batches,
+                                planned.batch_size, iterator.initializer)
+
+
+def settle_statistics(sess, g, metrics, step):
+    """Before an evaluation or the final checkpoint: re-estimate the BN statistics from training batches
+    (--bn-recalibrate-batches), else average the moving ones over ranks. True when they may have changed."""
+    if g.recalibration is None:
+        sess.run(g.sync_stats_op)
+        return g.ranks > 1
+    started = time.time()
+    used = bn_recalibrate.run(sess, g.recalibration)
+    metrics.write("bn_recalibrate", step=int(step), batches=used, batch_size=g.recalibration.batch_size,
+                  layers=g.recalibration.layers, seconds=round(time.time() - started, 3))
+    log.info("BatchNorm statistics re-estimated at step %d from %d batches of %d training images per rank "
+             "(%d layers, %.1fs)", step, used, g.recalibration.batch_size, g.recalibration.layers,
+             time.time() - started)
+    return True
+
+
+def _evaluate(sess, g, metrics, step, settled=False):
     metrics.phase("eval", step=step)
-    sess.run(g.sync_stats_op)
+    if not settled:
+        settle_statistics(sess, g, metrics, step)
     result, local = evaluate.run_eval(sess, g.eval_ops)
     metrics.write("eval", step=int(step), top1=round(result["top1"], 6), top5=round(result["top5"], 6),
                   count=result["count"], local_count=local["count"])
