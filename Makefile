@@ -7,6 +7,9 @@ VPY    := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.requirements-installed
 DEV_STAMP := $(VENV)/.dev-requirements-installed
 DEMO_ARGS ?=
+# pytest-xdist: one worker per core, each test file whole on one worker (its module fixtures run once).
+# `make test PYTEST_ARGS=` runs the suite in one process.
+PYTEST_ARGS ?= --numprocesses=auto --dist=loadfile
 
 .PHONY: test check lint gates pytest demo venv clean
 
@@ -23,7 +26,7 @@ gates: $(DEV_STAMP)
 	$(VPY) -m tools.check_imports .
 
 pytest: $(DEV_STAMP)
-	$(VPY) -m pytest
+	$(VPY) -m pytest $(PYTEST_ARGS)
 
 demo: $(RUN_STAMP)
 	$(VPY) -m launcher.demo $(DEMO_ARGS)
