@@ -4,11 +4,11 @@ The check is independent of the implementation: the tiny stand-in model's only B
 on the input, so the statistics it should hold after a run are the mean and variance of that conv's
 output over the training images, computed here from the checkpoint's kernel with a plain tf.nn.conv2d.
 """
-import json
 import os
 
 import numpy as np
 import pytest
+from helpers import records
 from helpers import trainer_parts as standins
 
 from train import bn_recalibrate
@@ -16,12 +16,6 @@ from train.__main__ import main
 
 TINY = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--log-every", "1", "--no-export",
         "--no-eval"]
-
-
-def records(path, event):
-    with open(path) as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    return [r for r in rows if r["event"] == event]
 
 
 def checkpoint_values(directory):

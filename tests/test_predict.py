@@ -12,12 +12,11 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT
 
 from data import faces
 from train import predict
 from train.__main__ import main as train_main
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.slow
 
