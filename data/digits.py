@@ -9,31 +9,14 @@ place when complete, so a partial folder never looks complete; re-running on a c
 nothing.
 """
 import argparse
-import json
 import os
-import shutil
 import sys
 
 from data.errors import DataError
 from data.png import encode_rgb
+from data.sample_folder import write_folder
 
 MARKER = "digits.json"
-
-
-def split_indices(labels, eval_fraction, seed):
-    """Pure: (train indices, eval indices), stratified: each class keeps round(fraction * n) for eval."""
-    import numpy as np
-
-    labels = np.asarray(labels)
-    rng = np.random.RandomState(seed)
-    train, evaluation = [], []
-    for label in sorted(set(labels.tolist())):
-        members = np.flatnonzero(labels == label)
-        rng.shuffle(members)
-        cut = int(round(eval_fraction * len(members)))
-        evaluation.extend(members[:cut].tolist())
-        train.extend(members[cut:].tolist())
-    return sorted(train), sorted(evaluation)
 
 
 def to_rgb_rows(image, size):
@@ -56,44 +39,17 @@ def write_digits(dst, size=32, eval_fraction=0.2, seed=0):
     """Write the folder unless it is already complete; returns the marker's record."""
     if size < 8:
         raise DataError("--size %d is too small; use 8 or more (e.g. 32)" % size)
-    if not 0.0 < eval_fraction < 1.0:
-        raise DataError("--eval-fraction %r must be between 0 and 1 (e.g. 0.2)" % eval_fraction)
-    settings = {"size": size, "eval_fraction": eval_fraction, "seed": seed}
-    if is_complete(dst):
-        with open(os.path.join(dst, MARKER)) as handle:
-            record = json.load(handle)
-        if any(record.get(key) != value for key, value in settings.items()):
-            raise DataError("%s holds digits written with %s; remove it or pass the same options"
-                            % (dst, ", ".join("%s=%s" % (key, record.get(key)) for key in sorted(settings))))
-        return record
-    if os.path.exists(dst):
-        raise DataError("%s exists but is not a complete digits folder; remove it or choose another --dst"
-                        % dst)
-    from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    train, evaluation = split_indices(digits.target, eval_fraction, seed)
-    parent = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(parent, exist_ok=True)
-    building = os.path.join(parent, ".%s.partial-%d" % (os.path.basename(os.path.abspath(dst)), os.getpid()))
-    shutil.rmtree(building, ignore_errors=True)
-    try:
-        for split, indices in (("train", train), ("validation", evaluation)):
-            for index in indices:
-                label = int(digits.target[index])
-                folder = os.path.join(building, split, str(label))
-                os.makedirs(folder, exist_ok=True)
-                with open(os.path.join(folder, "digit_%04d.png" % index), "wb") as handle:
-                    handle.write(encode_rgb(to_rgb_rows(digits.images[index], size), size, size))
-        record = dict(settings, train_count=len(train), eval_count=len(evaluation),
-                      classes=[str(label) for label in range(10)], source="sklearn.datasets.load_digits")
-        with open(os.path.join(building, MARKER), "w") as handle:
-            json.dump(record, handle, indent=1, sort_keys=True)
-        os.rename(building, dst)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    return record
+    def load():
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return (digits.target, [str(label) for label in range(10)],
+                lambda index: encode_rgb(to_rgb_rows(digits.images[index], size), size, size),
+                lambda index: "digit_%04d.png" % index, {"source": "sklearn.datasets.load_digits"})
+
+    return write_folder(dst, "digits", MARKER, {"size": size, "eval_fraction": eval_fraction, "seed": seed},
+                        load)
 
 
 def main(argv=None):

@@ -11,14 +11,12 @@ unlike the digits of the demo. The images keep their 25x25 pixels: the trainer r
 any user's photos. The folder is built beside DIR and renamed into place when complete.
 """
 import argparse
-import json
 import os
-import shutil
 import sys
 
-from data.digits import split_indices
 from data.errors import DataError
 from data.png import encode_rgb
+from data.sample_folder import write_folder
 
 MARKER = "faces.json"
 CLASSES = ("face", "nonface")
@@ -50,43 +48,15 @@ def to_rgb_rows(image):
 
 def write_faces(dst, eval_fraction=0.2, seed=0, loader=load):
     """Write the folder unless it is already complete; returns the marker's record."""
-    if not 0.0 < eval_fraction < 1.0:
-        raise DataError("--eval-fraction %r must be between 0 and 1 (e.g. 0.2)" % eval_fraction)
-    settings = {"eval_fraction": eval_fraction, "seed": seed}
-    marker = os.path.join(dst, MARKER)
-    if os.path.isfile(marker):
-        with open(marker) as handle:
-            record = json.load(handle)
-        if any(record.get(key) != value for key, value in settings.items()):
-            raise DataError("%s holds faces written with %s; remove it or pass the same options"
-                            % (dst, ", ".join("%s=%s" % (key, record.get(key)) for key in sorted(settings))))
-        return record
-    if os.path.exists(dst):
-        raise DataError("%s exists but is not a complete faces folder; remove it or choose another --dst"
-                        % dst)
-    images, labels = loader()
-    train, evaluation = split_indices(labels, eval_fraction, seed)
-    parent = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(parent, exist_ok=True)
-    building = os.path.join(parent, ".%s.partial-%d" % (os.path.basename(os.path.abspath(dst)), os.getpid()))
-    shutil.rmtree(building, ignore_errors=True)
-    try:
-        for split, indices in (("train", train), ("validation", evaluation)):
-            for index in indices:
-                folder = os.path.join(building, split, CLASSES[int(labels[index])])
-                os.makedirs(folder, exist_ok=True)
-                height, width = images[index].shape
-                with open(os.path.join(folder, "lfw_%03d.png" % index), "wb") as handle:
-                    handle.write(encode_rgb(to_rgb_rows(images[index]), width, height))
-        record = dict(settings, train_count=len(train), eval_count=len(evaluation), classes=list(CLASSES),
-                      size=int(images.shape[1]), source="skimage.data.lfw_subset")
-        with open(os.path.join(building, MARKER), "w") as handle:
-            json.dump(record, handle, indent=1, sort_keys=True)
-        os.rename(building, dst)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    return record
+
+    def samples():
+        images, labels = loader()
+        height, width = images[0].shape
+        return (labels, CLASSES, lambda index: encode_rgb(to_rgb_rows(images[index]), width, height),
+                lambda index: "lfw_%03d.png" % index,
+                {"size": int(images.shape[1]), "source": "skimage.data.lfw_subset"})
+
+    return write_folder(dst, "faces", MARKER, {"eval_fraction": eval_fraction, "seed": seed}, samples)
 
 
 def main(argv=None):

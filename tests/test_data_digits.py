@@ -8,7 +8,7 @@ import pytest
 from helpers import ROOT
 from PIL import Image
 
-from data import digits, layout
+from data import digits, layout, sample_folder
 from data.errors import DataError
 from data.png import encode_rgb
 
@@ -22,11 +22,11 @@ def test_png_writer_round_trips_through_pillow(tmp_path):
 
 def test_split_is_stratified_seeded_and_complete():
     labels = np.repeat(np.arange(3), [10, 20, 5])
-    train, evaluation = digits.split_indices(labels, 0.2, seed=3)
+    train, evaluation = sample_folder.split_indices(labels, 0.2, seed=3)
     assert sorted(train + evaluation) == list(range(35)) and not set(train) & set(evaluation)
     assert [int((labels[evaluation] == k).sum()) for k in range(3)] == [2, 4, 1]
-    assert digits.split_indices(labels, 0.2, seed=3) == (train, evaluation)
-    assert digits.split_indices(labels, 0.2, seed=4) != (train, evaluation)
+    assert sample_folder.split_indices(labels, 0.2, seed=3) == (train, evaluation)
+    assert sample_folder.split_indices(labels, 0.2, seed=4) != (train, evaluation)
 
 
 def test_writes_a_complete_folder_once(tmp_path):

@@ -24,7 +24,7 @@ from train.backend_base import (  # noqa: F401  (the backends' public names, re-
     set_counters_op,
 )
 from train.collective_backend import CollectiveBackend
-from train.config import BACKEND_KINDS, PRECISION_MODES  # noqa: F401
+from train.config import BACKEND_KINDS, PRECISION_MODES, allreduce_kind  # noqa: F401
 from train.npu_backend import HcclBackend
 
 LOG = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def plan_from_env(env=None, **flags):
     except worker_env.EnvError as error:
         raise BackendError(str(error)) from None
     device = settings.backend
-    kind = BACKEND_KINDS[device] if (settings.size > 1 or device == "npu") else "none"
+    kind = allreduce_kind(device, settings.size)
     plan = dict(kind=kind, rank=settings.rank, size=settings.size, device=device,
                 intra_op_threads=settings.intra_threads, inter_op_threads=settings.inter_threads)
     if kind == "collective":

@@ -23,6 +23,11 @@ MIXED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
 PRECISION_MODES = MIXED_MODES + ("must_keep_origin_dtype", "force_fp32")
 # The allreduce backend of a multi-rank job per LAUNCH_BACKEND (one rank off Ascend: "none").
 BACKEND_KINDS = {"npu": "hccl", "gpu": "collective", "cpu": "collective"}
+
+
+def allreduce_kind(device, size):
+    """The allreduce backend of a worker: HCCL on any NPU job (one card too), none for one CPU/GPU rank."""
+    return BACKEND_KINDS[device] if (size > 1 or device == "npu") else "none"
 ALLREDUCE_DTYPES = ("float32", "float16", "bfloat16")  # train.collective_backend.WIRE_DTYPES
 AUGMENTS = AUGMENT_MODES  # data.augment's modes (data.errors holds the list: no TensorFlow there)
 SMALL_IMAGE_SIZE = 128  # below this --image-size, --augment defaults to light
@@ -361,7 +366,7 @@ def placement_from_env(env, args=None):
     except worker_env.EnvError as error:
         raise TrainError(str(error)) from None
     kind = settings.backend
-    backend = BACKEND_KINDS[kind] if (settings.size > 1 or kind == "npu") else "none"
+    backend = allreduce_kind(kind, settings.size)
     output = (args.output_dir if args is not None and args.output_dir else None) or \
         settings.output_dir or os.path.abspath("output")
     rank_dir = settings.rank_dir or os.path.join(output, str(settings.rank))
