@@ -33,8 +33,7 @@ def make_dirs(plan):
     paths += [spec.rank_dir for spec in plan.ranks]
     try:
         for path in paths:
-            if not os.path.isdir(path):
-                os.makedirs(path)
+            os.makedirs(path, exist_ok=True)  # nodes sharing one output dir: no check-then-create
             if not os.access(path, os.W_OK | os.X_OK):
                 raise OSError("not writable")
     except OSError as error:
