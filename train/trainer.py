@@ -17,7 +17,7 @@ import numpy as np
 
 from data import labels as data_labels
 from models.specs import HEAD_NAME  # the layer that maps features to logits
-from tfcompat import tf
+from tfcompat import set_graph_seed, tf
 from train import bn_recalibrate, checkpoints, evaluate, export, failures, optim, precheck
 from train.config import RESUME_AUTO, RESUME_NEVER
 from train.errors import BadData, StepFailure, TrainError
@@ -232,7 +232,7 @@ def run(args, placement, parts, metrics):
     log.info("%s", backend.describe() if hasattr(backend, "describe") else type(backend).__name__)
     graph = tf.Graph()
     with graph.as_default(), told_in_one_line(placement):
-        tf.compat.v1.set_random_seed(args.seed)
+        set_graph_seed(args.seed)  # the initial weights follow --seed (on TF 2 too)
         summaries, sess = None, None
         try:
             if hasattr(backend, "start"):
