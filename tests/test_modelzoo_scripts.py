@@ -114,43 +114,47 @@ def test_full_8p_runs_rank_size_workers_on_cpu(tiny_folder, tmp_path):
         assert summary_fields((tmp_path / device / "Tiny_bs4_2p_acc.log").read_text()) == fields
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("script, ranks", [("train_performance_1p.sh", 1), ("train_performance_8p.sh", 2)])
-def test_performance_scripts_run_a_bounded_fresh_run(tiny_folder, tmp_path, script, ranks):
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    args = ["--data_path=" + tiny_folder, "--output_dir=" + str(tmp_path / "out"), "--model=shufflenetv1",
-            "--batch=4", "--image_size=32", "--max_step=2", "--learning_rate=0.01"]
-    if ranks > 1:
-        args.append("--rank_size=%d" % ranks)
-    result = run_script(script, args, cwd=ROOT, env_extra={"TMPDIR": str(scratch)})
+PERF = ["--model=shufflenetv1", "--batch=4", "--image_size=32", "--learning_rate=0.01"]
+
+
+def check_perf_run(result, out, scratch, ranks, end_step):
+    """What every performance run must leave: ModelZoo's fields, a throughput-only run of whole steps, and
+    no scratch checkpoints behind."""
     assert result.returncode == 0, result.stderr[-3000:]
-    fields = summary_fields(result.stdout)
-    check_plausible(fields, "ShuffleNetV1-1.0x-group3", 4, ranks, "perf")
-    records = (tmp_path / "out" / "0" / "metrics.jsonl").read_text().splitlines()
-    steps = [line for line in records if '"event": "end"' in line]
-    assert steps and '"step": 2' in steps[-1]
+    check_plausible(summary_fields(result.stdout), "ShuffleNetV1-1.0x-group3", 4, ranks, "perf")
+    records = (out / "0" / "metrics.jsonl").read_text().splitlines()
+    assert '"step": %d' % end_step in [line for line in records if '"event": "end"' in line][-1]
     assert not [line for line in records if '"event": "eval"' in line]      # throughput only, as ModelZoo
     assert os.listdir(str(scratch)) == []     # the run's scratch checkpoints are gone
-    assert not (tmp_path / "out" / "checkpoints" / "checkpoint").exists()
+    assert not (out / "checkpoints" / "checkpoint").exists()
+    return records
 
 
 @pytest.mark.slow
-def test_modelzoo_npu_flags_are_accepted_on_cpu_and_said_to_be_npu_only(tiny_folder, tmp_path):
+def test_performance_8p_runs_a_bounded_fresh_run(tiny_folder, tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    args = ["--data_path=" + tiny_folder, "--output_dir=" + str(tmp_path / "out"), "--batch=4",
-            "--image_size=32", "--max_step=3", "--iterations_per_loop=2", "--loss_scale=off",
-            "--profiling=True", "--over_dump=True", "--data_dump_flag=False", "--data_dump_step=10",
-            "--bind_core=1", "--modeldir=" + str(tmp_path / "ckpt")]
+    args = ["--data_path=" + tiny_folder, "--output_dir=" + str(tmp_path / "out"), "--max_step=2",
+            "--rank_size=2"] + PERF
+    result = run_script("train_performance_8p.sh", args, cwd=ROOT, env_extra={"TMPDIR": str(scratch)})
+    check_perf_run(result, tmp_path / "out", scratch, 2, 2)
+
+
+@pytest.mark.slow
+def test_performance_1p_takes_the_modelzoo_npu_flags_on_cpu_and_says_they_are_npu_only(tiny_folder, tmp_path):
+    """One run of train_performance_1p.sh: a bounded fresh run that also takes ModelZoo's NPU flags."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    args = ["--data_path=" + tiny_folder, "--output_dir=" + str(tmp_path / "out"), "--max_step=3",
+            "--iterations_per_loop=2", "--loss_scale=off", "--profiling=True", "--over_dump=True",
+            "--data_dump_flag=False", "--data_dump_step=10", "--bind_core=1",
+            "--modeldir=" + str(tmp_path / "ckpt")] + PERF
     result = run_script("train_performance_1p.sh", args, cwd=ROOT, env_extra={"TMPDIR": str(scratch)})
-    assert result.returncode == 0, result.stderr[-3000:]
+    check_perf_run(result, tmp_path / "out", scratch, 1, 4)          # whole loops of 2
     assert "NPU-only: ignored on cpu" in result.stdout and "always on" in result.stdout
     log = (tmp_path / "out" / "0" / "train_0.log").read_text()
     assert "iterations per loop 2: 2 steps per loop on the host" in log
     assert "NPU-only: ignored on cpu" in log
-    records = (tmp_path / "out" / "0" / "metrics.jsonl").read_text().splitlines()
-    assert '"step": 4' in [line for line in records if '"event": "end"' in line][-1]  # whole loops of 2
     assert os.path.exists(str(tmp_path / "ckpt" / "checkpoint"))  # --modeldir is the checkpoint directory
     assert not (tmp_path / "out" / "0" / "profiling").exists()
 
