@@ -7,10 +7,10 @@ VPY    := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.requirements-installed
 DEV_STAMP := $(VENV)/.dev-requirements-installed
 DEMO_ARGS ?=
-# One process by default (the order every CI run has used). `make test PYTEST_ARGS="-n auto --dist=loadfile"`
-# spreads test files over the cores with pytest-xdist (each file whole on one worker, so its module fixtures
-# still run once); see the README's test section for what that measured and why it is not the default yet.
-PYTEST_ARGS ?=
+# pytest-xdist spreads the test files over the cores (at most 4 workers; each file runs whole on one
+# worker, so a module fixture -- an expensive scenario shared by a file's tests -- still runs once).
+# `make test PYTEST_ARGS=` runs everything in one process; the README's test section has both timings.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: test check lint gates pytest demo venv clean
 

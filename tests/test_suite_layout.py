@@ -38,3 +38,10 @@ def test_shared_helpers_are_imported_not_copied():
               for path in suite_modules() for name, node in top_level_names(path).items()
               if name in SHARED and not isinstance(node, ast.ImportFrom)]
     assert not copies, copies
+
+
+def test_the_longest_first_order_names_real_files():
+    """conftest.LONGEST_FIRST orders files for the xdist workers; a renamed file must be renamed there too."""
+    import conftest
+    missing = [path for path in conftest.LONGEST_FIRST if not os.path.isfile(os.path.join(ROOT, path))]
+    assert not missing and len(set(conftest.LONGEST_FIRST)) == len(conftest.LONGEST_FIRST)
