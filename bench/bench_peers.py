@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench.ports import free_ports  # noqa: E402
+
 CLASSES = 10
 
 
@@ -126,16 +128,6 @@ def torch_worker(args):
 
 
 # --- the driver --------------------------------------------------------------------------------------------
-def free_ports(count):
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 def parse_variant(text):
     """'NAME=FLAGS' -> (name, trainer flags, placement dict); '@bind=off' and '@inter=N' are placement."""
     name, sep, rest = text.partition("=")

@@ -18,7 +18,6 @@ Usage: python bench/bench_scaling.py [--repeats 3] [--steps 30] [--batch-size 16
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench.ports import free_ports  # noqa: E402
 
 
 def worker(args):
@@ -82,16 +83,6 @@ def worker(args):
     return 0
 
 
-def _ports(count):
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 def run_job(size, bucket_bytes, args, mode="normal", per_run=1):
     """Start ``size`` workers, wait for them, return the job's images/s and images per CPU-second.
 
@@ -99,7 +90,7 @@ def run_job(size, bucket_bytes, args, mode="normal", per_run=1):
     mode "server1": one rank through a tf.distribute.Server and collective ops of group size 1.
     """
     out = tempfile.mkdtemp(prefix="bench_scaling_")
-    peers = ",".join("127.0.0.1:%d" % port for port in _ports(size))
+    peers = ",".join("127.0.0.1:%d" % port for port in free_ports(size))
     procs = []
     for rank in range(size):
         env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE=str(size), LAUNCH_BACKEND="cpu",

@@ -328,6 +328,21 @@ def controller_table(generation, devices=None, uids=UIDS):
     return {"status": "completed", "server_list": servers, "server_count": "2", "version": "1.0"}
 
 
+def complete_while_waiting(proc, table_file, table, waits_because):
+    """A pod is waiting for its table: its first line says why (`waits_because`); then the completed
+    table is written and the pod must finish its start (dry run) with 0."""
+    try:
+        first = proc.stderr.readline()
+        assert waits_because in first, first
+        table_file.write_text(json.dumps(table))
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+
+
 @pytest.mark.parametrize("generation", ["hccl-controller", "hccl-controller-v1", "operator", "operator-uid"])
 def test_the_pod_command_finds_its_server_in_each_generations_table(generation, tmp_path, capsys):
     """The rendered pod command, run as the kubelet would on the second pod, against each generation's
@@ -339,16 +354,8 @@ def test_the_pod_command_finds_its_server_in_each_generations_table(generation, 
     # the scheduler's mount path is waited for by default; this copy of it is the test's own path, so the
     # wait is asked for explicitly
     proc = run_pod(container, the_pod(1), table_file, tmp_path, wait=60)
-    try:
-        first = proc.stderr.readline()
-        assert "initializing" in first, first
-        table_file.write_text(json.dumps(controller_table(generation)))   # the controller completes it
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    # the controller completes the table while the pod waits
+    complete_while_waiting(proc, table_file, controller_table(generation), "initializing")
     plan = the_plan(tmp_path)
     first_in_table = generation == "hccl-controller-v1"
     assert plan["world_size"] == 16 and plan["node_rank"] == (0 if first_in_table else 1)
@@ -385,16 +392,7 @@ def test_after_a_restart_the_previous_runs_table_is_not_acted_on(generation, tmp
     table_file = tmp_path / "hccl.json"
     table_file.write_text(json.dumps(old))
     proc = run_pod(container, the_pod(1), table_file, tmp_path, wait=60)
-    try:
-        first = proc.stderr.readline()
-        assert "previous run's table" in first, first
-        table_file.write_text(json.dumps(controller_table(generation)))
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    complete_while_waiting(proc, table_file, controller_table(generation), "previous run's table")
     assert [spec["rank"] for spec in the_plan(tmp_path)["ranks"]] == list(range(8, 16))
     stale = tmp_path / "stale"
     stale.mkdir()
