@@ -193,6 +193,7 @@ class Master:
         self.listener = _listen(host, port)
         self.thread = None
         self.error = None
+        self.answer = None    # what every node was told, once decided
 
     def start(self):
         self.thread = threading.Thread(target=self._serve_safely, name="rendezvous-master", daemon=True)
@@ -255,7 +256,13 @@ class Master:
                         break
                     joined[message["node_rank"]] = message
                     sockets[message["node_rank"]] = conn
-            for conn in sockets.values():
+            # Success goes to the nodes that joined; a refusal or a timeout to every open connection, so
+            # that a node whose join was not read yet (two arrived at once) hears why too.
+            self.answer = answer
+            if not answer["ok"]:
+                while self._accept(selector, buffers):     # joins still waiting to be accepted hear it too
+                    pass
+            for conn in list(sockets.values()) if answer["ok"] else list(buffers):
                 _send(conn, answer)
         finally:
             for conn in list(buffers):
@@ -266,10 +273,11 @@ class Master:
         try:
             conn, _ = self.listener.accept()
         except OSError:
-            return
+            return False
         conn.setblocking(False)
         buffers[conn] = b""
         selector.register(conn, selectors.EVENT_READ)
+        return True
 
     def _read(self, conn, buffers):
         """(a valid join message or None, whether the connection is gone)."""
@@ -299,7 +307,20 @@ class Master:
         except (KeyError, ValueError):
             pass
         buffers.pop(conn, None)
-        conn.close()
+        _close_gently(conn)
+
+
+def _close_gently(conn):
+    """Close without a reset: a socket closed with unread input sends RST, which can reach the node before
+    the answer just sent to it (it then sees 'connection reset', not the reason)."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.setblocking(False)
+        while conn.recv(4096):
+            pass
+    except OSError:
+        pass
+    conn.close()
 
 
 def _alive(conn):
@@ -379,7 +400,7 @@ def _read_line(sock, deadline):
         sock.settimeout(remaining)
         try:
             chunk = sock.recv(4096)
-        except socket.timeout:
+        except OSError:         # a timeout, or the master went away (reset): no answer
             return None
         if not chunk:
             return None
@@ -436,6 +457,12 @@ def run(options, backend, workers, err=None):
     try:
         addrs = join(host, port, options["node_rank"], workers, flags_of(options, backend), timeout,
                      options.get("node_addr"))
+    except RendezvousError:
+        if master is not None:   # node 0 hears its own master's reason even if its connection lost it
+            master.stop()
+            if master.answer is not None and not master.answer["ok"]:
+                result_of(master.answer)
+        raise
     finally:
         if master is not None:
             master.stop()

@@ -195,3 +195,22 @@ def test_a_master_port_in_use_is_one_line_naming_the_fix():
         holder.close()
     text = str(caught.value)
     assert caught.value.exit_code == 2 and "in use" in text and "--master-port" in text
+
+
+def test_two_joins_of_one_rank_at_once_both_hear_why_and_no_reset():
+    """Both joins are waiting before the master reads either: the second read is refused, and the first
+    (joined, or not read yet) hears the same reason; neither sees its connection reset."""
+    port = free_port_run(1)
+    master = rendezvous.Master("127.0.0.1", port, 3, timeout=20)
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    try:
+        for client in clients:
+            client.sendall(rendezvous.encode(rendezvous.join_message(1, "127.0.0.1", 1, {})))
+        master.start()
+        for client in clients:
+            answer = rendezvous.decode(client.makefile("rb").readline())
+            assert not answer["ok"] and "node rank 1 joined twice" in answer["error"]
+    finally:
+        for client in clients:
+            client.close()
+        master.stop()
