@@ -18,21 +18,28 @@ def reap():
         proc.wait()
 
 
+_TRAIN_LOG = logging.getLogger("train")
+_TRAIN_LOG_AT_START = (list(_TRAIN_LOG.handlers), _TRAIN_LOG.propagate, _TRAIN_LOG.level)
+
+
+def _reset_train_log():
+    _TRAIN_LOG.handlers[:], _TRAIN_LOG.propagate, _TRAIN_LOG.level = _TRAIN_LOG_AT_START
+
+
 @pytest.fixture(autouse=True)
 def isolated_process_state():
     """Each test starts from the same process state whichever tests ran before it in this process (the
     order differs between one process and pytest-xdist workers): the environment is restored, and the
     worker's "train" logger, which train.__main__.main() points at the stdout of the moment and stops
-    from propagating, is put back as it was (otherwise a later caplog test sees nothing)."""
+    from propagating, is put back as it was when the session started, before and after every test (a
+    module fixture may have run main() before this fixture's setup; a later caplog test saw nothing)."""
     environ = dict(os.environ)
-    train_log = logging.getLogger("train")
-    saved = (list(train_log.handlers), train_log.propagate, train_log.level)
+    _reset_train_log()
     yield
     if os.environ != environ:
         os.environ.clear()
         os.environ.update(environ)
-    train_log.handlers[:], train_log.propagate, train_log.level = saved
-
+    _reset_train_log()
 
 
 # The files that take longest (pytest --durations on the 2-core machine, 2026-12-01), longest first. Under

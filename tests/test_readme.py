@@ -148,11 +148,11 @@ def test_linked_docs_exist():
         assert os.path.exists(os.path.join(ROOT, target)), target
 
 
-# Flags of other tools the docs show beside ours (pip, venv, TensorBoard, torchrun, Ascend's ATC, pytest), a
-# ModelZoo flag shown being refused (--autotune), and words about flags in general.
+# Flags of other tools the docs show beside ours (pip, venv, TensorBoard, torchrun, Ascend's ATC, pytest and
+# pytest-xdist), a ModelZoo flag shown being refused (--autotune), and words about flags in general.
 FOREIGN_FLAGS = {"--no-deps", "--system-site-packages", "--logdir", "--nproc_per_node", "--framework",
-                 "--input_shape", "--soc_version", "--durations", "--autotune", "--dash-option",
-                 "--dash_option", "--flag"}
+                 "--input_shape", "--soc_version", "--durations", "--maxprocesses", "--dist", "--autotune",
+                 "--dash-option", "--dash_option", "--flag"}
 
 
 def every_known_flag():
