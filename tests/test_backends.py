@@ -103,6 +103,15 @@ def test_threads_from_env():
         session_config.threads_from_env({"LAUNCH_INTER_OP_THREADS": "-1"})
 
 
+def test_tf_own_thread_variables_cap_the_launchers_pools():
+    env = {"LAUNCH_INTRA_OP_THREADS": "4", "LAUNCH_INTER_OP_THREADS": "4"}
+    assert session_config.threads_from_env(dict(env, TF_NUM_INTRAOP_THREADS="1")) == (1, 4)
+    assert session_config.threads_from_env(dict(env, TF_NUM_INTEROP_THREADS="2")) == (4, 2)
+    assert session_config.threads_from_env(dict(env, TF_NUM_INTRAOP_THREADS="8")) == (4, 4)   # a cap only
+    assert session_config.threads_from_env({"TF_NUM_INTRAOP_THREADS": "3"}) == (3, 0)  # nothing planned
+    assert session_config.threads_from_env(dict(env, TF_NUM_INTRAOP_THREADS="x")) == (4, 4)  # TF ignores it
+
+
 def test_mixed_precision_gpu_rewrite_and_cpu_float32():
     gpu = make_backend("none", device="gpu")
     rewrite = gpu.session_config().graph_options.rewrite_options

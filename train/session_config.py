@@ -10,13 +10,31 @@ import os
 from contract import worker_env
 from tfcompat import tf
 
+# TensorFlow's own variables for its pool sizes (read by TF only when a config leaves a pool at 0).
+TF_THREAD_CAPS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
 
 def threads_from_env(env=None):
     """(intra, inter) thread-pool sizes from the launcher's variables; 0 means TensorFlow's default.
 
+    A TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS the user exported caps the launcher's size (it
+    would otherwise be overridden silently: the config's value wins over TF's variables).
     contract.worker_env.EnvError (a ValueError) names a malformed variable."""
-    settings = worker_env.from_env(os.environ if env is None else env)
-    return settings.intra_threads, settings.inter_threads
+    env = os.environ if env is None else env
+    settings = worker_env.from_env(env)
+    return tuple(_capped(planned, env.get(name))
+                 for planned, name in zip((settings.intra_threads, settings.inter_threads), TF_THREAD_CAPS))
+
+
+def _capped(planned, cap):
+    """`planned` threads, at most `cap` when that is a positive whole number (else ignored, as TF does)."""
+    try:
+        limit = int(cap)
+    except (TypeError, ValueError):
+        return planned
+    if limit <= 0:
+        return planned
+    return min(planned, limit) if planned else limit
 
 
 def base_config(config=None, intra_op_threads=0, inter_op_threads=0):
