@@ -31,7 +31,6 @@ if IS_TF2:
         )
 
 
-
 def set_graph_seed(seed):
     """Seed the default graph's random ops *and* the Keras initializers built in it.
 
