@@ -1,4 +1,4 @@
-"""Loopback ports for the benchmark jobs (one helper for every bench script that starts a job)."""
+"""Loopback ports free right now: the one picker of the bench scripts and the tests (tests/helpers)."""
 import socket
 
 

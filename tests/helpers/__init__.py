@@ -8,24 +8,12 @@ import json
 import os
 import socket
 
+from bench.ports import free_ports  # the one picker for the tests and the benchmarks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.join(ROOT, "tests")
 RANK_TABLE_FIXTURES = os.path.join(TESTS, "fixtures", "rank_table")
 LOCAL = "127.0.0.1"
-
-
-def free_ports(count, host=LOCAL):
-    """`count` distinct ports free on `host` right now (all held at once while they are picked)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sockets.append(sock)
-            sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def free_port_run(span, host=LOCAL):
