@@ -137,6 +137,9 @@ def test_loss_scaling_follows_the_flag_on_every_device():
     assert make_backend("none", device="cpu").loss_scaling() == "off"
     assert make_backend("none", device="cpu", loss_scale="dynamic").loss_scaling() == "dynamic"
     assert make_backend("none", device="cpu", loss_scale="128").loss_scaling() == 128.0
+    # TF's loss-scale optimizer skips a non-finite update with a dynamic scale only (a fixed one applies it)
+    assert [make_backend("none", device="cpu", loss_scale=flag).skips_nonfinite_updates()
+            for flag in ("dynamic", "128", "off")] == [True, False, False]
     with tf.Graph().as_default():
         plain = tf.compat.v1.train.GradientDescentOptimizer(0.1)
         backend = make_backend("none", device="cpu", loss_scale="128")

@@ -260,6 +260,9 @@ def test_the_loss_scale_flag_on_one_npu(fake_1p, precision, flag, manager):
         backend = make_backend("hccl", rank=0, size=1, precision_mode=precision, loss_scale=flag)
         wrapped = backend.wrap_optimizer(plain)
         managers = [name for name, _ in fake_1p.FAKE_CALLS if name.endswith("LossScaleManager")]
+        # NPULossScaleOptimizer skips an overflow step with either manager (the fixed one checks by default),
+        # so the trainer's own non-finite-gradient stop is needed exactly without one.
+        assert backend.skips_nonfinite_updates() is (manager is not None)
         if manager is None:
             assert wrapped is plain and managers == []  # one rank: no allreduce either
         else:
@@ -267,6 +270,7 @@ def test_the_loss_scale_flag_on_one_npu(fake_1p, precision, flag, manager):
             assert calls(fake_1p, "NPULossScaleOptimizer")[0]["is_distributed"] is False
         if manager == "FixedLossScaleManager":
             assert calls(fake_1p, manager)[0]["loss_scale"] == 1024.0
+            assert calls(fake_1p, manager)[0].get("enable_overflow_check", True) is True
 
 
 def test_the_managers_variables_and_update_rules(fake_1p):

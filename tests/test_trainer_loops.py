@@ -9,6 +9,7 @@ optimizer while the float32 loss stays finite.
 import json
 import logging
 import os
+import re
 import sys
 
 import pytest
@@ -69,11 +70,14 @@ def test_overflow_skipped_steps_count_once_and_are_reported(tmp_path, logged):
     assert any("3 steps so far skipped its update for a gradient overflow" in line for line in logged)
 
 
-def test_without_loss_scaling_the_same_overflow_stops_the_run(tmp_path):
+def test_without_loss_scaling_the_same_overflow_stops_the_run_at_that_step(tmp_path):
+    # The update starting at step 1 is applied with non-finite gradients. The loss need not show it (with
+    # oneDNN, ReLU turns the NaN activations into 0 and the loss stays finite), so the gradients are checked.
     assert run_here(tmp_path, None, "--model", "overflow", "--model-option", "overflow_at=1",
                     "--max-steps", "6", "--no-eval") == 2
     error = json.loads((tmp_path / "0" / "error.json").read_text())
-    assert "loss became nan" in error["message"]
+    assert re.search(r"the gradients became (nan|inf) at step 2 and were applied", error["message"])
+    assert not (tmp_path / "checkpoints").exists() or not saved_steps(tmp_path / "checkpoints")
 
 
 def test_loops_of_steps_on_cpu_log_evaluate_and_save_once_per_loop(tmp_path, logged):

@@ -122,6 +122,11 @@ class Backend:
             return "dynamic" if self.mixed_precision else "off"
         return self.loss_scale
 
+    def skips_nonfinite_updates(self):
+        """Whether the wrapped optimizer skips an update whose gradients are not finite: TF's loss-scale
+        optimizer does with a dynamic scale only (a fixed one applies every update)."""
+        return self.loss_scaling() == "dynamic"
+
     def describe(self):
         """One line for the log."""
         return ("backend %s rank %d/%d device %s precision %s loss scale %s"

@@ -235,6 +235,12 @@ class HcclBackend(Backend):
             return self._npu["ExponentialUpdateLossScaleManager"](**DYNAMIC_LOSS_SCALE)
         return self._npu["FixedLossScaleManager"](scaling)
 
+    def skips_nonfinite_updates(self):
+        """NPULossScaleOptimizer applies an update inside a cond on the float status with either manager
+        (npu_bridge npu_loss_scale_optimizer.py; FixedLossScaleManager's enable_overflow_check defaults to
+        True and is left so here), so every loss-scaled run skips an overflow step."""
+        return self.loss_scaling() != "off"
+
     def wrap_optimizer(self, optimizer):
         manager = self.loss_scale_manager()
         self.loss_scale_manager_used = manager

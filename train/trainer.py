@@ -102,6 +102,13 @@ def sync_moving_statistics_op(model, backend, size):
                     name="sync_moving_statistics")
 
 
+def gradient_sum(grads_and_vars):
+    """The sum of every (rank-averaged) gradient element: finite exactly when all of them are, in practice
+    (inf + -inf and any NaN give NaN; finite values would need ~1e38 to sum to inf). One cheap pass."""
+    return tf.add_n([tf.reduce_sum(tf.cast(grad, tf.float32)) for grad, _ in grads_and_vars
+                     if grad is not None])
+
+
 def weights_checksum(values):
     """One number that is equal on two ranks exactly when their weights are (computed on the host in
     float64: the device may have no float64 kernels)."""
@@ -139,6 +146,10 @@ class Graph:
         optimizer = backend.wrap_optimizer(optim.make_optimizer(args.optimizer, self.lr, args.momentum))
         trainable = self.model.trainable_weights
         grads_and_vars = optimizer.compute_gradients(total_loss, var_list=trainable)
+        # Unless a loss-scaling optimizer skips it, a non-finite gradient is applied and the weights stop
+        # being finite while the loss may not show it (oneDNN's ReLU turns a NaN input into 0).
+        self.gradient_sum = (tf.constant(0.0) if backend.skips_nonfinite_updates()
+                             else gradient_sum(grads_and_vars))
         # BN moving averages: the updates bound to this input tensor plus the unconditional ones
         # (model.updates also holds updates bound to Keras' own input placeholder).
         update_ops = list(self.model.get_updates_for(images)) + list(self.model.get_updates_for(None))
@@ -407,7 +418,8 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
                  step + -(-(sched.total_steps - step) // loop.steps) * loop.steps, loop.steps)
     save_epoch_steps = int(round(args.save_every_epochs * sched.steps_per_epoch))
     eval_epoch_steps = int(round(args.eval_every_epochs * sched.steps_per_epoch))
-    fetches = [loop.op, g.step_after, g.loss, g.accuracy, g.lr, g.skipped, g.applied_after, g.loss_scale]
+    fetches = [loop.op, g.step_after, g.loss, g.accuracy, g.lr, g.skipped, g.applied_after, g.loss_scale,
+               g.gradient_sum]
     window = {"loss": 0.0, "acc": 0.0, "runs": 0, "steps": 0}
     # Speed is timed without the first loop of this process (graph build, first batches: warm-up), so a
     # short run's images/s is its steady rate too; a record holding only that loop says warmup=true.
@@ -419,11 +431,15 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
     while step < sched.total_steps:
         before = step
         for _ in range(loop.runs):
-            _, step, loss, acc, lr, skipped, applied, scale = sess.run(fetches)
+            _, step, loss, acc, lr, skipped, applied, scale, grad_sum = sess.run(fetches)
             step, skipped = int(step), int(skipped)
             if not np.isfinite(loss):
                 raise TrainError("the loss became %s at step %d; lower --learning-rate (or add "
                                  "--warmup-epochs)" % (loss, step))
+            if not np.isfinite(grad_sum):
+                raise TrainError("the gradients became %s at step %d and were applied, so the weights are no "
+                                 "longer finite; lower --learning-rate (or add --warmup-epochs, or "
+                                 "--loss-scale dynamic to skip such steps)" % (grad_sum, step))
             window["loss"] += float(loss)
             window["acc"] += float(acc)
             window["runs"] += 1
