@@ -3,7 +3,9 @@
 It reads the launcher's variables (RANK_ID, RANK_SIZE, LAUNCH_PEERS, LAUNCH_COLLECTIVE_TIMEOUT, ...)
 through ``train.backends.backend_from_env``, builds a small two-layer classifier whose initial values
 differ per rank (so the broadcast matters), trains on rank-dependent data and writes its final
-trainable weights to ``<out>/weights_<rank>.npz``. ``<out>/progress_<rank>`` holds the last finished
+trainable weights to ``<out>/weights_<rank>.npz``. ``--allreduce-dtype float32,float16`` trains once per
+wire dtype, each in a new graph and session on the same collective server (one process start for all),
+into ``<out>/weights_<rank>_<dtype>.npz``. ``<out>/progress_<rank>`` holds the last finished
 step, so a test can wait for training to be under way before it kills or freezes a peer.
 Exit codes: 0 ok, 3 a collective failed (the message is on stderr).
 """
@@ -17,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repository
 
 from tfcompat import tf  # noqa: E402
 from train.backends import BackendError, backend_from_env  # noqa: E402
+from train.collective_backend import parse_wire_dtype  # noqa: E402
 
 
 def build(rank, features, hidden, classes, batch):
@@ -42,19 +45,32 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--bucket-bytes", type=int, default=4 * 1024 * 1024)
-    parser.add_argument("--allreduce-dtype", default=None, help="gradients on the wire: float16, bfloat16")
+    parser.add_argument("--allreduce-dtype", default=None,
+                        help="gradients on the wire: float16, bfloat16; a comma list trains once per dtype")
     parser.add_argument("--session-timeout", action="store_true",
                         help="bound collectives with the session's operation timeout (the TF 1.15 way)")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK_ID", "0"))
+    dtypes = args.allreduce_dtype.split(",") if args.allreduce_dtype else [None]
     try:
         extra = {"op_timeouts": False} if args.session_timeout else {}
-        if args.allreduce_dtype:
-            extra["allreduce_dtype"] = args.allreduce_dtype
-        backend = backend_from_env(bucket_bytes=args.bucket_bytes, **extra)
+        backend = backend_from_env(bucket_bytes=args.bucket_bytes, allreduce_dtype=dtypes[0], **extra)
+        for dtype in dtypes[1:]:
+            parse_wire_dtype(dtype)
     except BackendError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
+    for dtype in dtypes:
+        backend.wire_dtype = parse_wire_dtype(dtype)
+        name = "weights_%d.npz" % rank if len(dtypes) == 1 else "weights_%d_%s.npz" % (rank, dtype)
+        train(args, backend, rank, os.path.join(args.out, name))
+    backend.close()
+    return 0
+
+
+def train(args, backend, rank, weights_file):
+    """Train args.steps steps in a new graph and session, then save the weights (exit 3 if a collective
+    fails)."""
     progress = os.path.join(args.out, "progress_%d" % rank)
     try:
         with tf.Graph().as_default():
@@ -76,15 +92,12 @@ def main(argv=None):
                     os.replace(progress + ".tmp", progress)
                 total, values = sess.run([count, variables])
         import numpy as np
-        np.savez(os.path.join(args.out, "weights_%d.npz" % rank), total=total,
-                 **{v.op.name: value for v, value in zip(variables, values)})
+        np.savez(weights_file, total=total, **{v.op.name: value for v, value in zip(variables, values)})
     except tf.errors.OpError as exc:
         sys.stderr.write("rank %d: collective failed: %s: %s\n"
                          % (rank, type(exc).__name__, str(exc).splitlines()[0]))
         sys.stderr.flush()
         os._exit(3)
-    backend.close()
-    return 0
 
 
 if __name__ == "__main__":
