@@ -57,7 +57,7 @@ def isolated_process_state():
 # Only the order changes; a file missing here (or renamed) just runs after these, in pytest's order.
 LONGEST_FIRST = [
     "tests/test_models_build.py", "tests/test_modelzoo_scripts.py", "tests/test_backends_collective.py",
-    "tests/test_small_data.py", "tests/test_trainer.py", "tests/test_gates.py", "tests/test_predict.py",
+    "tests/test_small_data.py", "tests/test_predict.py", "tests/test_trainer.py", "tests/test_gates.py",
     "tests/test_launcher_resume.py", "tests/test_trainer_data_options.py", "tests/test_data_pipeline.py",
     "tests/test_data_records.py", "tests/test_bn_recalibrate.py", "tests/test_launcher_run.py",
     "tests/test_k8s.py", "tests/test_multihost.py", "tests/test_demo.py",

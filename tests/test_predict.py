@@ -2,7 +2,8 @@
 
 One short real training run (the registry's ShuffleNetV1 on scikit-image's faces, 2 steps) provides both
 an export and checkpoints; the two must give the same probabilities for the same images, since both use
-the trainer's evaluation preprocessing and the same weights.
+the trainer's evaluation preprocessing and the same weights. The same run is the test of python -m
+train's own wiring (models.registry, data.pipeline on an image folder, train.backends, the export).
 """
 import io
 import json
@@ -12,7 +13,8 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import ROOT, records
+from helpers.frozen import run_frozen
 
 from data import faces
 from train import predict
@@ -29,7 +31,7 @@ def job(tmp_path_factory):
     out = str(base / "job")
     argv = ["--model", "shufflenetv1", "--model-option", "groups=1", "--model-option", "scale=0.5",
             "--data-path", data, "--image-size", "32",
-            "--batch-size", "8", "--max-steps", "2", "--no-eval", "--output-dir", out]
+            "--batch-size", "8", "--max-steps", "2", "--log-every", "1", "--output-dir", out]
     assert train_main(argv, env={"LAUNCH_OUTPUT_DIR": out}) == 0
     return {"data": data, "out": out}
 
@@ -47,6 +49,19 @@ def parse(text):
         parts = ranked.split("  ")
         rows[path] = [(part.split(" ")[0], float(part.split(" ")[1])) for part in parts]
     return rows
+
+
+def test_the_real_registry_and_pipeline_train_evaluate_and_export(job):
+    metrics = os.path.join(job["out"], "0", "metrics.jsonl")
+    assert [r["step"] for r in records(metrics, "train")] == [1, 2]
+    assert records(metrics, "eval")[-1]["count"] == 40  # every validation image once
+    export = os.path.join(job["out"], "export", "step_2")
+    with open(os.path.join(export, "preprocessing.json")) as handle:
+        described = json.load(handle)
+    assert described["preprocessing"]["mean"] and described["num_classes"] == 2
+    assert run_frozen(os.path.join(export, "frozen_graph.pb"), described).shape == (2, 2)
+    with open(os.path.join(job["out"], "checkpoints", "run_meta.json")) as handle:
+        assert json.load(handle)["model_options"] == ["groups=1", "scale=0.5"]
 
 
 def test_export_and_checkpoint_give_the_same_top_k(job):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers import ROOT, records
 from helpers import trainer_parts as standins
+from helpers.frozen import run_frozen
 from helpers.trainer_job import WORKER, finish, saved_steps, start_rank, wait_for
 
 from train import optim
@@ -75,19 +76,6 @@ def test_one_worker_learns_evaluates_every_example_once_and_exports(tmp_path):
 def standins_args(*flags):
     from train.config import parse_flags
     return parse_flags(TINY + list(flags))
-
-
-def run_frozen(path, described):
-    from tfcompat import tf
-    graph_def = tf.compat.v1.GraphDef()
-    with open(path, "rb") as handle:
-        graph_def.ParseFromString(handle.read())
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as sess:
-            return sess.run(described["outputs"]["probabilities"],
-                            {described["input"]["name"]: np.zeros([2, 32, 32, 3], np.float32)})
 
 
 def test_finetune_to_two_classes_keeps_the_backbone_and_replaces_the_head(tmp_path):
@@ -189,20 +177,3 @@ def test_two_workers_through_the_launcher_report_the_global_evaluation(two_launc
     ends = [records(out / str(r) / "metrics.jsonl", "end")[-1] for r in range(2)]
     assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]
     assert "INFO:tensorflow:loss = " in (out / "0" / "train_0.log").read_text()
-
-
-def test_the_real_registry_and_pipeline_train_and_export(tmp_path):
-    """python -m train's own wiring: models.registry, data.pipeline, train.backends (one small run)."""
-    out = tmp_path / "real"
-    argv = ["--model", "shufflenetv1", "--model-option", "groups=2", "--data-path", "synthetic:3:32:10",
-            "--image-size", "32", "--batch-size", "8", "--max-steps", "2", "--log-every", "1",
-            "--output-dir", str(out)]
-    assert main(argv, env={"LAUNCH_OUTPUT_DIR": str(out)}) == 0
-    metrics = str(out / "0" / "metrics.jsonl")
-    assert [r["step"] for r in records(metrics, "train")] == [1, 2]
-    assert records(metrics, "eval")[-1]["count"] == 10
-    described = json.loads((out / "export" / "step_2" / "preprocessing.json").read_text())
-    assert described["preprocessing"]["mean"] and described["num_classes"] == 3
-    probs = run_frozen(str(out / "export" / "step_2" / "frozen_graph.pb"), described)
-    assert probs.shape == (2, 3)
-    assert json.loads((out / "checkpoints" / "run_meta.json").read_text())["model_options"] == ["groups=2"]
