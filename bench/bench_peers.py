@@ -19,6 +19,11 @@ worker)) and the ratios ours / peer. ``--variant NAME=FLAGS`` adds more N-worker
 trainer flags (e.g. ``fp16=--allreduce-dtype float16``) or other placement (``@bind=off``: workers not
 pinned; ``@inter=2``: 2 inter-op threads), to measure one lever at a time against the default.
 
+``ours xN alone`` (with --ceiling) runs N one-worker jobs of ours at the same time, each pinned to its core
+and talking to nobody: what N workers can compute on this machine when nothing is communicated (shared
+caches, memory bandwidth, a hypervisor's vCPUs). ``xN / alone`` then isolates what the communication costs
+from what the machine costs.
+
     .venv/bin/python bench/bench_peers.py --image-size 128 --batch-size 32 --workers 2 --rounds 3
 """
 import argparse
@@ -155,7 +160,8 @@ def ours_argv(args, out, steps_flags):
 
 
 def run_job(kind, size, args, flags=(), placement=None):
-    """Start ``size`` workers of ``kind`` (ours, mwms, torch), wait, return the job's images/s."""
+    """Start ``size`` workers of ``kind`` (ours, mwms, torch; alone: ``size`` one-worker jobs of ours at
+    once), wait, return the images/s of all workers together."""
     placement = placement or {}
     out = tempfile.mkdtemp(prefix="bench_peers_")
     ports = free_ports(size + 1)
@@ -174,6 +180,12 @@ def run_job(kind, size, args, flags=(), placement=None):
                        LAUNCH_INTRA_OP_THREADS=str(threads), LAUNCH_INTER_OP_THREADS=str(inter),
                        LAUNCH_OUTPUT_DIR=out, LAUNCH_RANK_DIR=os.path.join(out, str(rank)))
             argv = ours_argv(args, out, list(flags))
+        elif kind == "alone":  # a job of its own per worker: rank 0 of 1, its files under out/<worker>
+            job_out = os.path.join(out, "job_%d" % rank)
+            env.update(RANK_ID="0", RANK_SIZE="1", LAUNCH_BACKEND="cpu", JOB_ID="bench_%d" % rank,
+                       LAUNCH_INTRA_OP_THREADS=str(threads), LAUNCH_INTER_OP_THREADS=str(inter),
+                       LAUNCH_OUTPUT_DIR=job_out, LAUNCH_RANK_DIR=os.path.join(out, str(rank)))
+            argv = ours_argv(args, job_out, list(flags))
         else:
             python = args.torch_python if kind == "torch" else sys.executable
             argv = [python, os.path.abspath(__file__), "--side", kind, "--rank", str(rank),
@@ -201,7 +213,7 @@ def run_job(kind, size, args, flags=(), placement=None):
                 proc.wait()
     rates = []
     for rank in range(size):
-        if kind == "ours":
+        if kind in ("ours", "alone"):
             with open(os.path.join(out, str(rank), "metrics.jsonl")) as handle:
                 ends = [json.loads(line) for line in handle if '"end"' in line]
             rates.append(float(ends[-1]["images_per_sec"]))
@@ -227,6 +239,8 @@ def configurations(args):
     for kind in args.peers:
         configs.append(("%s x1" % kind, kind, 1, [], {}))
         configs.append(("%s x%d" % (kind, n), kind, n, [], {}))
+    if args.ceiling:
+        configs.append(("ours x%d alone" % n, "alone", n, [], {}))
     for text in args.variant:
         name, flags, placement = parse_variant(text)
         configs.append(("ours x%d %s" % (n, name), "ours", n, flags, placement))
@@ -242,6 +256,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="intra/inter-op threads per worker")
     parser.add_argument("--peers", default="ours,mwms,torch", help="comma-separated: ours, mwms, torch")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also run N one-worker jobs at once (no communication): the machine's ceiling")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                         help="another N-worker run of ours: trainer flags and @bind=off / @inter=N")
     parser.add_argument("--torch-python", default=sys.executable,
@@ -294,6 +310,13 @@ def report(args, configs, runs):
     for label, _, _, _, _ in configs:
         if label.startswith("ours x%d " % n):
             print("  %-24s %8.2f" % (label, median[label] / (n * median["ours x1"])))
+    alone = median.get("ours x%d alone" % n)
+    if alone:
+        print("against the machine's ceiling (ours x%d alone: %d one-worker jobs at once, no communication):"
+              % (n, n))
+        for label, kind, _, _, _ in configs:
+            if kind == "ours" and label.startswith("ours x%d" % n):
+                print("  %-24s %8.2f" % (label, median[label] / alone))
     for peer in args.peers:
         if peer == "ours":
             continue
