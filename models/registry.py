@@ -9,6 +9,7 @@ other variable keeps its shape when only the class count changes.
 """
 import collections
 import math
+import warnings
 
 from models import complexity, specs
 from models.errors import ModelError
@@ -202,12 +203,20 @@ def build(name, num_classes, image_size, weight_decay=0.0, dropout=None, **optio
         raise ModelError("dropout=%r must be at least 0 and below 1 (it is a drop rate)" % (dropout,))
     if float(weight_decay) < 0:
         raise ModelError("weight decay must not be negative (got %r)" % (weight_decay,))
-    if entry.builder == "mobilenet_v3":
-        from models.mobilenet_v3 import build_mobilenet_v3
-        model = build_mobilenet_v3(arch, num_classes, input_shape, dropout=float(dropout))
-    else:
-        from models.shufflenet_v1 import build_shufflenet_v1
-        model = build_shufflenet_v1(arch, num_classes, input_shape, dropout=float(dropout))
+    from tfcompat import tf
+    # Keras' functional construction runs every layer once on its symbolic input, and those ops are never
+    # run: the trainer, the evaluation and the export call the model with an explicit training flag. At a
+    # fixed learning phase that pass builds no learning-phase cond in each BatchNormalization layer
+    # (fewer ops in the graph, a faster build; tests/test_models_build.py checks both halves).
+    with warnings.catch_warnings():  # tf_keras calls the scope deprecated; TF 1.15 has it and it works
+        warnings.filterwarnings("ignore", message=".*learning_phase_scope. is deprecated")
+        with tf.keras.backend.learning_phase_scope(0):
+            if entry.builder == "mobilenet_v3":
+                from models.mobilenet_v3 import build_mobilenet_v3
+                model = build_mobilenet_v3(arch, num_classes, input_shape, dropout=float(dropout))
+            else:
+                from models.shufflenet_v1 import build_shufflenet_v1
+                model = build_shufflenet_v1(arch, num_classes, input_shape, dropout=float(dropout))
     model.l2_weight_decay = float(weight_decay)
     return model
 

@@ -240,9 +240,11 @@ def test_a_few_graph_mode_steps_lower_the_loss_and_update_batch_norm(name, optio
     rng = np.random.RandomState(0)
     images = rng.uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
     labels = np.arange(4) % 4
-    with _fresh_graph().as_default():
+    with _fresh_graph().as_default() as graph:
         x, y = tf.constant(images), tf.constant(labels, dtype=tf.int32)
         model = registry.build(name, 4, 32, weight_decay=1e-5, dropout=0.0, **options)
+        # built at a fixed learning phase: no cond per BatchNormalization layer in the construction pass
+        assert not [op.name for op in graph.get_operations() if op.type in ("Switch", "Merge")]
         logits = model(x, training=True)
         assert logits.shape.as_list() == [4, 4]
         data_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
