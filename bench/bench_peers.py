@@ -40,6 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.ports import free_ports  # noqa: E402
+from contract.worker_env import WorkerEnv  # noqa: E402
 
 CLASSES = 10
 
@@ -174,17 +175,15 @@ def run_job(kind, size, args, flags=(), placement=None):
     for rank in range(size):
         result = os.path.join(out, "result_%d.json" % rank)
         env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-        if kind == "ours":
-            env.update(RANK_ID=str(rank), RANK_SIZE=str(size), LAUNCH_BACKEND="cpu", JOB_ID="bench",
-                       LAUNCH_PEERS=",".join(peers), LAUNCH_COLLECTIVE_TIMEOUT="600",
-                       LAUNCH_INTRA_OP_THREADS=str(threads), LAUNCH_INTER_OP_THREADS=str(inter),
-                       LAUNCH_OUTPUT_DIR=out, LAUNCH_RANK_DIR=os.path.join(out, str(rank)))
-            argv = ours_argv(args, out, list(flags))
-        elif kind == "alone":  # a job of its own per worker: rank 0 of 1, its files under out/<worker>
-            job_out = os.path.join(out, "job_%d" % rank)
-            env.update(RANK_ID="0", RANK_SIZE="1", LAUNCH_BACKEND="cpu", JOB_ID="bench_%d" % rank,
-                       LAUNCH_INTRA_OP_THREADS=str(threads), LAUNCH_INTER_OP_THREADS=str(inter),
-                       LAUNCH_OUTPUT_DIR=job_out, LAUNCH_RANK_DIR=os.path.join(out, str(rank)))
+        if kind in ("ours", "alone"):
+            # "alone": a job of its own per worker (rank 0 of 1, no peers), its job files under out/job_<i>
+            alone = kind == "alone"
+            job_out = os.path.join(out, "job_%d" % rank) if alone else out
+            env.update(WorkerEnv(rank=0 if alone else rank, size=1 if alone else size, backend="cpu",
+                                 job_id="bench_%d" % rank if alone else "bench",
+                                 peers=None if alone else peers, collective_timeout=600.0,
+                                 intra_threads=threads, inter_threads=inter,
+                                 output_dir=job_out, rank_dir=os.path.join(out, str(rank))).to_env())
             argv = ours_argv(args, job_out, list(flags))
         else:
             python = args.torch_python if kind == "torch" else sys.executable
