@@ -53,15 +53,14 @@ def main(argv=None):
     rank = int(os.environ.get("RANK_ID", "0"))
     dtypes = args.allreduce_dtype.split(",") if args.allreduce_dtype else [None]
     try:
+        wires = [parse_wire_dtype(dtype) for dtype in dtypes]
         extra = {"op_timeouts": False} if args.session_timeout else {}
         backend = backend_from_env(bucket_bytes=args.bucket_bytes, allreduce_dtype=dtypes[0], **extra)
-        for dtype in dtypes[1:]:
-            parse_wire_dtype(dtype)
     except BackendError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
-    for dtype in dtypes:
-        backend.wire_dtype = parse_wire_dtype(dtype)
+    for dtype, wire in zip(dtypes, wires):
+        backend.wire_dtype = wire
         name = "weights_%d.npz" % rank if len(dtypes) == 1 else "weights_%d_%s.npz" % (rank, dtype)
         train(args, backend, rank, os.path.join(args.out, name))
     backend.close()
