@@ -15,6 +15,7 @@ from helpers.frozen import run_frozen
 from helpers.trainer_job import WORKER, finish, saved_steps, start_rank, wait_for
 
 from train import optim
+from train.trainer import weights_checksum
 from train.__main__ import main
 
 TINY = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--log-every", "4"]
@@ -141,12 +142,14 @@ def test_a_crash_writes_the_error_file_and_exits_non_zero(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_launched_workers(tmp_path_factory):
-    """Two ranks started by the launcher (its real environment), 12 steps: run once, asserted by two tests."""
+    """Two ranks started by the launcher (its real environment), 12 steps: run once, asserted by two tests.
+    The last step is also a --save-interval step, so its checkpoint is written before the BN statistics
+    are re-estimated and must be written again after."""
     out = tmp_path_factory.mktemp("two_workers") / "job"
     proc = subprocess.run(
         [sys.executable, "-m", "launcher", "--devices", "2", "--backend", "cpu", "--output-dir", str(out),
          "--plot", "off", "--", sys.executable, WORKER] + TINY +
-        ["--data-path", "tiny:4:256:37", "--max-steps", "12", "--no-export"],
+        ["--data-path", "tiny:4:256:37", "--max-steps", "12", "--save-interval", "6", "--no-export"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     return proc, out
 
@@ -165,6 +168,11 @@ def test_two_workers_stay_identical_and_count_each_eval_example_once(two_launche
     assert records(out / "0" / "metrics.jsonl", "train")[0]["batch_size"] == 16
     assert not os.path.exists(str(out / "1" / "error.json"))
     assert latest(out / "checkpoints").endswith("model.ckpt-12")  # rank 0 wrote it
+    # the checkpoint holds the weights both ranks end with, re-estimated statistics included
+    values = checkpoint_values(latest(out / "checkpoints"))
+    model = [value for name, value in sorted(values.items())
+             if not name.endswith("/Momentum") and "global_step" not in name]
+    assert weights_checksum(model) == pytest.approx(ends[0]["weights_checksum"], rel=1e-12)
 
 
 def test_two_workers_through_the_launcher_report_the_global_evaluation(two_launched_workers):
