@@ -1,5 +1,6 @@
 """`python -m launcher k8s`: the rendered Volcano Job must be valid YAML with the fields Kubernetes, Volcano
 and Ascend's device plugin / HCCL-Controller need, and bad flags must give one line and exit 2."""
+import functools
 import glob
 import json
 import os
@@ -403,16 +404,22 @@ def test_after_a_restart_the_previous_runs_table_is_not_acted_on(generation, tmp
     assert not (stale / "output").exists()
 
 
-def _volcano_job_schema():
+@functools.lru_cache(maxsize=None)
+def _volcano_job_validator():
+    """The CRD's schema, read once per process (the YAML is 1.3 MB); validators never change it."""
+    import jsonschema
     with open(os.path.join(FIXTURES, "batch.volcano.sh_jobs.yaml")) as handle:
-        crd = yaml.safe_load(handle)
+        crd = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     versions = {v["name"]: v for v in crd["spec"]["versions"]}
-    return versions["v1alpha1"]["schema"]["openAPIV3Schema"]
+    schema = versions["v1alpha1"]["schema"]["openAPIV3Schema"]
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
-def _pod_schema():
+@functools.lru_cache(maxsize=None)
+def _pod_validator():
+    import jsonschema
     with open(os.path.join(FIXTURES, "pod-v1.37.0-strict.json")) as handle:
-        return json.load(handle)
+        return jsonschema.Draft202012Validator(json.load(handle))
 
 
 @pytest.mark.parametrize("extra", [
@@ -424,18 +431,18 @@ def test_rendered_job_validates_against_the_real_volcano_crd_and_pod_schemas(ext
     import jsonschema
 
     configmap, job, pod, container = job_parts(render(BASE + MODEL + extra, capsys))
-    jsonschema.validate(job, _volcano_job_schema())
+    _volcano_job_validator().validate(job)
     full_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": dict(pod["metadata"], name="mnv3-2s-worker-0"),
                 "spec": pod["spec"]}
-    jsonschema.Draft202012Validator(_pod_schema()).validate(full_pod)
+    _pod_validator().validate(full_pod)
     bad = json.loads(json.dumps(full_pod))
     bad["spec"]["containers"][0]["volumeMount"] = bad["spec"]["containers"][0].pop("volumeMounts")
     with pytest.raises(jsonschema.ValidationError):          # the strict schema catches a misspelt field
-        jsonschema.Draft202012Validator(_pod_schema()).validate(bad)
+        _pod_validator().validate(bad)
     broken = json.loads(json.dumps(job))
     broken["spec"]["tasks"][0]["replicas"] = "two"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(broken, _volcano_job_schema())
+        _volcano_job_validator().validate(broken)
 
 
 def test_labels_selectors_resources_and_mounts_match_huaweis_sample(capsys):
