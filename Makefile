@@ -10,8 +10,10 @@ DEMO_ARGS ?=
 # pytest-xdist spreads the test files over 3 workers (each file runs whole on one worker, so a module
 # fixture -- an expensive scenario shared by a file's tests -- still runs once). 3, not one per core: on the
 # 2-core machine a worker is often waiting on a timeout or a peer while the others compute (README: 300 s
-# with 3 workers, 322 s with 2, 318 s with 4). `make test PYTEST_ARGS=` runs everything in one process.
-PYTEST_ARGS ?= -n 3 --dist loadfile
+# with 3 workers, 322 s with 2, 318 s with 4). --no-loadscope-reorder keeps tests/conftest.py's
+# longest-first order of files (xdist would order them by their number of tests). `make test
+# PYTEST_ARGS=` runs everything in one process.
+PYTEST_ARGS ?= -n 3 --dist loadfile --no-loadscope-reorder
 
 .PHONY: test check lint gates pytest demo venv clean
 

@@ -51,16 +51,20 @@ def isolated_process_state():
     _reset_train_log()
 
 
-# The files that take longest (pytest --durations on the 2-core machine, 2026-12-01), longest first. Under
-# pytest-xdist (`--dist loadfile`, the Makefile's) a worker takes the next file when it is free, so starting
-# the long ones first leaves short files to fill the end instead of one worker finishing a long file alone.
-# Only the order changes; a file missing here (or renamed) just runs after these, in pytest's order.
+# The files that take longest (wall time of their tests under `make test` on the 2-core machine,
+# 2026-12-01), longest first. Under pytest-xdist (`--dist loadfile`, the Makefile's) a worker takes the next
+# file when it is free, so starting the long ones first leaves short files to fill the end instead of one
+# worker finishing a long file alone. Since 3.5 xdist reorders the files by their number of tests (and so
+# started a two-test file that runs a minute last); the Makefile passes --no-loadscope-reorder (xdist 3.8)
+# to keep this order. Only the order changes; a file missing here (or renamed) just runs after these, in pytest's order.
 LONGEST_FIRST = [
-    "tests/test_models_build.py", "tests/test_modelzoo_scripts.py", "tests/test_backends_collective.py",
-    "tests/test_small_data.py", "tests/test_predict.py", "tests/test_trainer.py", "tests/test_gates.py",
-    "tests/test_launcher_resume.py", "tests/test_trainer_data_options.py", "tests/test_data_pipeline.py",
-    "tests/test_data_records.py", "tests/test_bn_recalibrate.py", "tests/test_launcher_run.py",
-    "tests/test_k8s.py", "tests/test_multihost.py", "tests/test_demo.py",
+    "tests/test_models_build.py", "tests/test_modelzoo_scripts.py", "tests/test_small_data.py",
+    "tests/test_gates.py", "tests/test_backends_collective.py", "tests/test_predict.py",
+    "tests/test_trainer.py", "tests/test_data_records.py", "tests/test_launcher_resume.py",
+    "tests/test_trainer_data_options.py", "tests/test_demo.py", "tests/test_data_pipeline.py",
+    "tests/test_tfcompat.py", "tests/test_launcher_run.py", "tests/test_multihost.py",
+    "tests/test_bn_recalibrate.py", "tests/test_launcher_rendezvous.py", "tests/test_k8s.py",
+    "tests/test_launcher_blame.py", "tests/test_trainer_loops.py", "tests/test_launcher_cli.py",
 ]
 
 
