@@ -56,7 +56,8 @@ def isolated_process_state():
 # file when it is free, so starting the long ones first leaves short files to fill the end instead of one
 # worker finishing a long file alone. Since 3.5 xdist reorders the files by their number of tests (and so
 # started a two-test file that runs a minute last); the Makefile passes --no-loadscope-reorder (xdist 3.8)
-# to keep this order. Only the order changes; a file missing here (or renamed) just runs after these, in pytest's order.
+# to keep this order. Only the order changes; a file missing here (or renamed) just runs after these, in
+# pytest's order.
 LONGEST_FIRST = [
     "tests/test_models_build.py", "tests/test_modelzoo_scripts.py", "tests/test_small_data.py",
     "tests/test_gates.py", "tests/test_backends_collective.py", "tests/test_predict.py",

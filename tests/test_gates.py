@@ -15,10 +15,8 @@ COPIED = ("tfcompat", "tools", "contract", "launcher", "models", "data", "train"
           "pyproject.toml")
 
 
-@pytest.fixture
-def tree(tmp_path):
-    """A copy of the project's code (no venv, no outputs) to plant violations in."""
-    dst = tmp_path / "project"
+def copy_tree(dst):
+    """A copy of the project's code (no venv, no outputs) at `dst`, to plant violations in."""
     dst.mkdir()
     for name in COPIED:
         src = os.path.join(ROOT, name)
@@ -27,6 +25,11 @@ def tree(tmp_path):
         elif os.path.exists(src):
             shutil.copy(src, str(dst / name))
     return dst
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return copy_tree(tmp_path / "project")
 
 
 def run_gate_as_make_check_does(module, root):
@@ -66,6 +69,17 @@ def test_gate_passes_on_the_unmodified_copy(gate, tree):
     assert code == 0, out
 
 
+PLANTED_NAMES = [
+    ("from tfcompat import tf\nx = tf.keras.layers.Conv2D(8, 1, groups=2)\n", "groups"),
+    ("from tfcompat import tf\nlayers = tf.keras.layers\ny = layers.DepthwiseConv2D(3, dilation_rate=2)\n",
+     "dilation_rate"),
+    ("from tfcompat import tf\nz = tf.experimental.numpy.ones(3)\n", "tf.experimental.numpy"),
+    ("from tfcompat import tf\nd = tf.data.experimental.AUTOTUNE\ne = tf.data.AUTOTUNE\n",
+     "tf.data.AUTOTUNE"),
+    ("from tfcompat import tf\nopt = tf.keras.optimizers.legacy.SGD(0.1)\n", "tf.keras.optimizers.legacy"),
+]
+
+
 NEWER_PYTHON = {
     "walrus": ("if (n := len('ab')) > 1:\n    pass\n", "3.8"),
     "builtin_generic": ("def first(items: list[int]) -> int:\n    return items[0]\n", "3.9"),
@@ -87,20 +101,12 @@ def test_py37_gate_catches_newer_python(tree):
         assert lines and any(needs in line for line in lines), (name, out)
 
 
-@pytest.mark.parametrize("source, name", [
-    ("from tfcompat import tf\nx = tf.keras.layers.Conv2D(8, 1, groups=2)\n", "groups"),
-    ("from tfcompat import tf\nlayers = tf.keras.layers\ny = layers.DepthwiseConv2D(3, dilation_rate=2)\n",
-     "dilation_rate"),
-    ("from tfcompat import tf\nz = tf.experimental.numpy.ones(3)\n", "tf.experimental.numpy"),
-    ("from tfcompat import tf\nd = tf.data.experimental.AUTOTUNE\ne = tf.data.AUTOTUNE\n",
-     "tf.data.AUTOTUNE"),
-    ("from tfcompat import tf\nopt = tf.keras.optimizers.legacy.SGD(0.1)\n", "tf.keras.optimizers.legacy"),
-])
-def test_tf_api_gate_catches_names_missing_from_tf115(tree, source, name):
-    plant(tree, "models/planted.py", source)
-    code, out = run_gate("tools.check_tf_api", tree)
+@pytest.mark.parametrize("source, name", PLANTED_NAMES)
+def test_tf_api_gate_catches_names_missing_from_tf115(tf_api_planted, source, name):
+    code, out = tf_api_planted
+    rel = planted_path(("names", source, name))
     assert code == 1, out
-    assert "planted.py" in out and name in out
+    assert name in "\n".join(line for line in out.splitlines() if line.startswith(rel + ":")), (rel, out)
 
 
 def test_tf_api_gate_accepts_tf115_names_and_class_attributes(tree):
@@ -168,13 +174,33 @@ PLANTED_ARGUMENTS = [
 ]
 
 
+def planted_path(case):
+    """Where tf_api_planted put a case: a file of its own, so that one gate run checks every case."""
+    if case[0] == "names":
+        return "models/planted_name_%d.py" % PLANTED_NAMES.index(case[1:])
+    return "data/planted_argument_%d.py" % PLANTED_ARGUMENTS.index(case[1:])
+
+
+@pytest.fixture(scope="module")
+def tf_api_planted(tmp_path_factory):
+    """One run of the TF API gate over a copy with every PLANTED_NAMES and PLANTED_ARGUMENTS case planted
+    in a file of its own (each run scans the whole tree); each test reads its own file's lines."""
+    root = copy_tree(tmp_path_factory.mktemp("tf_api") / "project")
+    for source, name in PLANTED_NAMES:
+        plant(root, planted_path(("names", source, name)), source)
+    for source, message, signature in PLANTED_ARGUMENTS:
+        plant(root, planted_path(("arguments", source, message, signature)),
+              "from tfcompat import tf\n" + source)
+    return run_gate("tools.check_tf_api", root)
+
+
 @pytest.mark.parametrize("source, message, signature", PLANTED_ARGUMENTS)
-def test_tf_api_gate_catches_arguments_missing_from_tf115(tree, source, message, signature):
-    plant(tree, "data/planted.py", "from tfcompat import tf\n" + source)
-    code, out = run_gate("tools.check_tf_api", tree)
+def test_tf_api_gate_catches_arguments_missing_from_tf115(tf_api_planted, source, message, signature):
+    code, out = tf_api_planted
+    rel = planted_path(("arguments", source, message, signature))
     assert code == 1, out
-    lines = [line for line in out.splitlines() if line.startswith("data/planted.py:")]
-    assert len(lines) == 1, out
+    lines = [line for line in out.splitlines() if line.startswith(rel + ":")]
+    assert len(lines) == 1, (rel, out)
     assert message in lines[0] and "1.15" in lines[0] and signature in lines[0], out
     line = int(lines[0].split(":")[1])
     assert 1 < line <= source.count("\n") + 1
@@ -267,19 +293,30 @@ def test_tf_api_allowlist_admits_a_reasoned_argument(tree):
     assert code == 0, out
 
 
-@pytest.mark.parametrize("rel, source, message", [
+DIRECT_IMPORTS = [
     ("data/planted.py", "import tensorflow as tf\n", "imports tensorflow directly"),
     ("models/planted.py", "from tensorflow.keras import layers\n", "imports tensorflow directly"),
     ("models/planted2.py", "import tf_keras\n", "imports tf_keras directly"),
     ("train/planted.py", "from npu_bridge.npu_init import *\n", "imports npu_bridge directly"),
     ("launcher/planted.py", "from tfcompat import tf\n", "must start without TensorFlow"),
     ("rank_table/planted.py", "import tfcompat\n", "must start without TensorFlow"),
-])
-def test_import_gate_catches_direct_imports(tree, rel, source, message):
-    plant(tree, rel, source)
-    code, out = run_gate("tools.check_imports", tree)
+]
+
+
+@pytest.fixture(scope="module")
+def imports_planted(tmp_path_factory):
+    """One run of the import gate over a copy with every DIRECT_IMPORTS case planted, each in its file."""
+    root = copy_tree(tmp_path_factory.mktemp("imports") / "project")
+    for rel, source, _ in DIRECT_IMPORTS:
+        plant(root, rel, source)
+    return run_gate("tools.check_imports", root)
+
+
+@pytest.mark.parametrize("rel, source, message", DIRECT_IMPORTS)
+def test_import_gate_catches_direct_imports(imports_planted, rel, source, message):
+    code, out = imports_planted
     assert code == 1, out
-    assert message in out
+    assert [line for line in out.splitlines() if rel in line and message in line], (rel, out)
 
 
 @pytest.mark.parametrize("planted", [

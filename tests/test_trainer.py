@@ -15,8 +15,8 @@ from helpers.frozen import run_frozen
 from helpers.trainer_job import WORKER, finish, saved_steps, start_rank, wait_for
 
 from train import optim
-from train.trainer import weights_checksum
 from train.__main__ import main
+from train.trainer import weights_checksum
 
 TINY = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--log-every", "4"]
 
