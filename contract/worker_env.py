@@ -87,6 +87,8 @@ VARIABLES = (
     Var("peers", "LAUNCH_PEERS", "list", [], "cpu/gpu: host:port of every rank, rank order"),
     Var("collective_timeout", "LAUNCH_COLLECTIVE_TIMEOUT", "seconds", 600.0,
         "cpu/gpu: seconds before a collective op fails"),
+    Var("shm_dir", "LAUNCH_SHM_DIR", "str", "",
+        "cpu, one host: directory of the shared-memory gradient allreduce (unset: collective ops)"),
     Var("cuda_visible_devices", "CUDA_VISIBLE_DEVICES", "str", None, "gpu: this rank's GPU; cpu: '' (none)"),
     Var("rank_table", "RANK_TABLE_FILE", "str", "", "npu: the HCCL rank table"),
     Var("ascend_device_id", "ASCEND_DEVICE_ID", "str", "", "npu: logical device id"),

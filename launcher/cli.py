@@ -103,6 +103,9 @@ def build_parser():
     multi.add_argument("--collective-timeout", type=float, default=None,
                        help="cpu/gpu: seconds before a collective op fails (default %g)"
                             % plan_mod.DEFAULT_COLLECTIVE_TIMEOUT)
+    multi.add_argument("--shm-allreduce", choices=("on", "off"), default="on",
+                       help="cpu, every rank on this host: average the gradients through shared memory "
+                            "(/dev/shm) instead of TensorFlow's collective ops; default on")
     return flags.accept_underscores(parser)
 
 
@@ -352,7 +355,10 @@ def run(plan, options, facts, out, err):
 
     err.write("launcher: job %s: %d rank(s) on %s, logs in %s\n"
               % (plan.job_id, plan.local_size, plan.backend, plan.node_dir))
-    result = supervise.run_job(plan, facts["environ"], on_tick, on_attempt_end, on_restart)
+    try:
+        result = supervise.run_job(plan, facts["environ"], on_tick, on_attempt_end, on_restart)
+    finally:
+        files.remove_shm_dir(plan)
     if result.status == "ok":
         return _success(plan, result, started, out, err, options.get("plot") != "off")
     if result.status == "interrupted":

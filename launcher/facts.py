@@ -64,6 +64,12 @@ def ports_in_use():
         return []
 
 
+def shm_root():
+    """Where the shared-memory gradient allreduce can put its files (/dev/shm), or None."""
+    path = "/dev/shm"
+    return path if os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK) else None
+
+
 def gpu_visible(environ):
     """Physical ids of the CUDA devices a worker may use: CUDA_VISIBLE_DEVICES, else the driver's list."""
     value = environ.get("CUDA_VISIBLE_DEVICES")
@@ -104,4 +110,5 @@ def gather(backend="auto"):
         "gpu_visible": gpu_visible(environ) if backend in ("auto", "gpu") else [],
         "ports_in_use": ports_in_use() if backend != "npu" else [],
         "python": sys.executable, "pid": os.getpid(), "time": time.time(), "cwd": os.getcwd(),
+        "shm_root": shm_root() if backend in ("auto", "cpu") else None,
     }

@@ -41,6 +41,12 @@ def make_dirs(plan):
                           % (path, getattr(error, "strerror", None) or error)) from None
 
 
+def remove_shm_dir(plan):
+    """Remove the shared-memory allreduce's directory (its sockets and region) once every rank has ended."""
+    if plan.shm_dir:
+        shutil.rmtree(plan.shm_dir, ignore_errors=True)
+
+
 def rotate_previous_run(plan, keep_metrics=False):
     """Move the previous run's logs, metrics and error files aside (train_0.log -> train_0.log.1, ...).
 

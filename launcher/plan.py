@@ -113,6 +113,8 @@ class Plan(NamedTuple):
     tensorboard_dir: Optional[str] = None
     # the built-in trainer: what the ranks will do, as the launcher's checks found it
     trainer: Optional[Dict[str, object]] = None
+    # cpu, one host: the shared-memory allreduce's directory (LAUNCH_SHM_DIR); removed after the job
+    shm_dir: Optional[str] = None
 
 
 class LocalRank(NamedTuple):
@@ -132,6 +134,7 @@ class Layout(NamedTuple):
     local: List[LocalRank]
     peers: Optional[List[str]] = None
     master: Optional[Tuple[str, int]] = None   # node 0's (address, port) for torchrun's MASTER_ADDR/PORT
+    shm_dir: Optional[str] = None
 
 
 def make_plan(args, facts, table=None, local_server=None):
@@ -169,7 +172,7 @@ def make_plan(args, facts, table=None, local_server=None):
         stall_timeout=float(_default(args.get("stall_timeout"), 0.0 if custom else TRAINER_STALL_TIMEOUT)),
         grace_period=float(_default(args.get("grace_period"), DEFAULT_GRACE_PERIOD)),
         max_restarts=int(args.get("max_restarts") or 0), bind_cores=_binds(args),
-        ranks=ranks,
+        ranks=ranks, shm_dir=layout.shm_dir,
     )
 
 
@@ -311,14 +314,26 @@ def _collective_layout(args, facts, backend):
                                       facts.get("ports_in_use") or (), single_host=nnodes == 1)
     peers = ports.peer_list(hosts, local_size, base)
     timeout = _default(args.get("collective_timeout"), DEFAULT_COLLECTIVE_TIMEOUT)
+    shm_dir = _shm_dir(args, facts, backend, nnodes, world, job_id)
     local = []
     for local_rank, (label, physical) in enumerate(pairs):
         env = {"peers": peers, "collective_timeout": float(timeout),
-               "cuda_visible_devices": str(physical) if backend == "gpu" else ""}
+               "cuda_visible_devices": str(physical) if backend == "gpu" else "", "shm_dir": shm_dir}
         local.append(LocalRank(rank=node_rank * local_size + local_rank, label=label,
                                device_id=physical if backend == "gpu" else label, env=env))
     return Layout(job_id=job_id, world_size=world, nnodes=nnodes, node_rank=node_rank, local=local,
-                  peers=peers, master=_split_peer(peers[0]))
+                  peers=peers, master=_split_peer(peers[0]), shm_dir=shm_dir)
+
+
+def _shm_dir(args, facts, backend, nnodes, world, job_id):
+    """CPU ranks, all on this host: the trainer averages the gradients through shared memory
+    (train/shm_allreduce.py) in a directory of this launcher's own; else None (TF's collective ops). A
+    `-- CMD` worker gets the variable too (one running `python -m train` uses it; others ignore it)."""
+    if backend != "cpu" or nnodes != 1 or world < 2 or not facts.get("shm_root"):
+        return None
+    if (args.get("shm_allreduce") or "on") != "on":
+        return None
+    return os.path.join(facts["shm_root"], "launcher-%s-%s" % (job_id, facts.get("pid")))
 
 
 def _met_hosts(args, met):

@@ -123,24 +123,31 @@ def lost_peers(tmp_path_factory):
             running.kill_all()
 
 
-def test_two_ranks_end_with_bit_identical_weights_with_each_wire_dtype(job):
-    # One job trains once per wire dtype (a new graph and session each, one process start for all three).
-    job.start(size=2, steps=30, extra=("--allreduce-dtype", ",".join(WIRE_DTYPES)))
+def test_two_ranks_end_with_bit_identical_weights_with_each_wire_dtype_and_transport(job):
+    # One job trains once per wire dtype and transport (collective ops, shared memory): a new graph and
+    # session each, one process start for all six.
+    job.start(size=2, steps=30, extra=("--allreduce-dtype", ",".join(WIRE_DTYPES),
+                                       "--shm-dir", os.path.join(job.out, "shm")))
     for rank, proc in job.procs.items():
         assert proc.wait(timeout=120) == 0, job.log(rank)
+    assert os.path.getsize(os.path.join(job.out, "shm", "region")) > 0  # the shared file carried the buckets
     finals = {}
     for dtype in WIRE_DTYPES:
-        first = np.load(os.path.join(job.out, "weights_0_%s.npz" % dtype))
-        second = np.load(os.path.join(job.out, "weights_1_%s.npz" % dtype))
-        assert sorted(first.files) == ["b1", "b2", "total", "w1", "w2"]
-        for name in first.files:
-            assert first[name].tobytes() == second[name].tobytes(), (dtype, name)
-        assert float(first["total"]) == 3.0  # allreduce_sum of rank+1 over two ranks
-        assert not np.allclose(first["w1"], 0)
-        finals[dtype] = first["w1"]
-    # the wire dtype really changed: the rounded gradients end elsewhere than the float32 ones
-    assert not np.array_equal(finals["float32"], finals["float16"])
-    assert not np.array_equal(finals["float32"], finals["bfloat16"])
+        for transport in ("", "_shm"):
+            first = np.load(os.path.join(job.out, "weights_0_%s%s.npz" % (dtype, transport)))
+            second = np.load(os.path.join(job.out, "weights_1_%s%s.npz" % (dtype, transport)))
+            assert sorted(first.files) == ["b1", "b2", "total", "w1", "w2"]
+            for name in first.files:
+                assert first[name].tobytes() == second[name].tobytes(), (dtype, transport, name)
+            assert float(first["total"]) == 3.0  # allreduce_sum of rank+1 over two ranks
+            assert not np.allclose(first["w1"], 0)
+            finals[dtype + transport] = first["w1"]
+    for transport in ("", "_shm"):
+        # the wire dtype really changed: the rounded gradients end elsewhere than the float32 ones
+        assert not np.array_equal(finals["float32" + transport], finals["float16" + transport])
+        assert not np.array_equal(finals["float32" + transport], finals["bfloat16" + transport])
+    # both transports average the same gradients: the same training, up to the order of float32 sums
+    assert np.allclose(finals["float32"], finals["float32_shm"], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(LOST_PEER))

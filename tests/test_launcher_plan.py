@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from contract.records import to_json
 from launcher import cores, files, plan, ports, progress, report
 from launcher.errors import LaunchError
 from launcher.metrics import MetricsTail
@@ -44,6 +45,22 @@ def test_cpu_plan_sets_the_contract_environment_on_every_rank():
         assert spec.log_path == "/work/out/%d/train_%d.log" % (index, index)
         assert spec.argv == [PY, "-m", "train"] + trainer       # the user's options, as given
     assert result.stall_timeout == plan.TRAINER_STALL_TIMEOUT
+
+
+def test_cpu_ranks_on_one_host_average_through_shared_memory_unless_told_not_to():
+    shm = facts(shm_root="/dev/shm")
+    result = plan.make_plan(args(), shm)
+    assert result.shm_dir == "/dev/shm/launcher-%s-100" % result.job_id    # the job's own, per launcher
+    assert [spec.env["LAUNCH_SHM_DIR"] for spec in result.ranks] == [result.shm_dir] * 2
+    assert to_json(result)["shm_dir"] == result.shm_dir                    # in launch.json
+    assert plan.make_plan(args(command=["python", "x.py"], model=None), shm).shm_dir == result.shm_dir
+    for other in (plan.make_plan(args(shm_allreduce="off"), shm),        # the user's choice
+                  plan.make_plan(args(devices="1"), shm),                # nothing to average
+                  plan.make_plan(args(), facts()),                       # no /dev/shm
+                  plan.make_plan(args(backend="gpu", devices="0,1"), facts(shm_root="/dev/shm",
+                                                                           gpu_visible=[0, 1])),
+                  plan.make_plan(args(hosts="h0,h1", node_rank=0), shm)):  # ranks on other hosts
+        assert other.shm_dir is None and "LAUNCH_SHM_DIR" not in other.ranks[0].env
 
 
 def test_custom_command_has_no_stall_timeout_and_refuses_stray_options():

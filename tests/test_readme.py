@@ -149,10 +149,10 @@ def test_linked_docs_exist():
 
 
 # Flags of other tools the docs show beside ours (pip, venv, TensorBoard, torchrun, Ascend's ATC, pytest and
-# pytest-xdist), a ModelZoo flag shown being refused (--autotune), and words about flags in general.
+# pytest-xdist, docker), a ModelZoo flag shown being refused (--autotune), and words about flags in general.
 FOREIGN_FLAGS = {"--no-deps", "--system-site-packages", "--logdir", "--nproc_per_node", "--framework",
                  "--input_shape", "--soc_version", "--durations", "--maxprocesses", "--dist", "--autotune",
-                 "--dash-option", "--dash_option", "--flag"}
+                 "--no-loadscope-reorder", "--shm-size", "--dash-option", "--dash_option", "--flag"}
 
 
 def every_known_flag():

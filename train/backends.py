@@ -33,13 +33,16 @@ KINDS = ("none", "collective", "hccl")
 
 def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, bucket_bytes=DEFAULT_BUCKET_BYTES,
                  precision_mode=None, loss_scale=None, device=None, intra_op_threads=0, inter_op_threads=0,
-                 iterations_per_loop=1, op_timeouts=None, allreduce_dtype=None, debug_plan=None):
+                 iterations_per_loop=1, op_timeouts=None, allreduce_dtype=None, debug_plan=None,
+                 shm_dir=None):
     """The backend object for ``kind`` in none, collective, hccl (see docs/backends.md).
 
     ``op_timeouts`` (collective): None uses per-op collective timeouts where TensorFlow has them
     (TF >= 2.x) and the session's operation timeout otherwise (TF 1.15); False forces the latter.
     ``allreduce_dtype`` (collective): float16 or bfloat16 sends the gradients in that dtype (half the
     bytes); None or float32 keeps their own. The other backends have nothing to send it to (logged).
+    ``shm_dir`` (collective, CPU): average the gradients through shared memory in that directory (every
+    rank on one host; LAUNCH_SHM_DIR); None uses the collective ops.
     """
     if kind not in KINDS:
         raise BackendError("backend %r is unknown; use one of %s" % (kind, ", ".join(KINDS)))
@@ -58,7 +61,8 @@ def make_backend(kind, rank=0, size=1, peers=None, timeout=DEFAULT_TIMEOUT, buck
         return Backend(rank, size, **common)
     if kind == "collective":
         return CollectiveBackend(rank, size, peers, timeout=timeout, bucket_bytes=bucket_bytes,
-                                 op_timeouts=op_timeouts, allreduce_dtype=allreduce_dtype, **common)
+                                 op_timeouts=op_timeouts, allreduce_dtype=allreduce_dtype, shm_dir=shm_dir,
+                                 **common)
     if allreduce_dtype not in (None, "", "float32"):
         LOG.info("allreduce dtype %s ignored by the %s backend (collective only)", allreduce_dtype, kind)
     return HcclBackend(rank, size, debug_plan=debug_plan, **common)
@@ -81,6 +85,8 @@ def plan_from_env(env=None, **flags):
                                "with the launcher or set it" % (settings.size, device))
         plan["peers"] = ",".join(settings.peers)
         plan["timeout"] = settings.collective_timeout
+        if settings.shm_dir:
+            plan["shm_dir"] = settings.shm_dir
     plan.update(flags)
     return plan
 

@@ -12,6 +12,12 @@ the rank that finishes reducing it, before the ring hands the same bytes to ever
 apply bit-identical updates. Optionally the gradients travel as float16 or bfloat16 (half the bytes;
 cast back to their own dtype after the reduction, identically on every rank). On GPU the collectives ask
 for NCCL where this TensorFlow has the ``communication_hint`` attribute and NCCL; the ring otherwise.
+
+On CPU with every rank on one host (the launcher sets LAUNCH_SHM_DIR then) the gradient buckets go through
+shared memory instead (train/shm_allreduce.py: a tenth of the time, bench/RESULTS.md); each bucket is a
+``tf.numpy_function`` that blocks until every rank has written its copy, so the buckets of one graph run
+one after another in the order they were built (a control dependency each), the same on every rank. The
+rest (rank 0's initial variables, evaluation and BatchNorm sums) stays on the collective ops.
 """
 import inspect
 import logging
@@ -30,6 +36,7 @@ from train.backend_base import (
     floating_variables,
     set_counters_op,
 )
+from train.shm_allreduce import SharedMemoryAllreduce
 
 LOG = logging.getLogger(__name__)
 JOB_NAME = "worker"
@@ -169,7 +176,8 @@ class CollectiveBackend(Backend):
     kind = "collective"
 
     def __init__(self, rank, size, peers, timeout=DEFAULT_TIMEOUT, bucket_bytes=DEFAULT_BUCKET_BYTES,
-                 start_server=True, op_timeouts=None, allreduce_dtype=None, nccl=None, **options):
+                 start_server=True, op_timeouts=None, allreduce_dtype=None, nccl=None, shm_dir=None,
+                 **options):
         super().__init__(rank, size, **options)
         self.peers = parse_peers(peers)
         if len(self.peers) != size:
@@ -190,6 +198,14 @@ class CollectiveBackend(Backend):
         self.communication, reason = choose_communication(
             self.device_kind, _supports_attr(tf.raw_ops.CollectiveReduce, "communication_hint"), nccl)
         LOG.info("collectives: %s (%s)", self.communication or "default", reason)
+        self.shm = None
+        self._shm_last = None
+        if shm_dir and self.device_kind == "cpu":
+            self.shm = SharedMemoryAllreduce(rank, size, shm_dir, self.timeout)
+            LOG.info("gradients: shared-memory allreduce in %s (every rank on this host)", shm_dir)
+        elif shm_dir:
+            LOG.info("gradients: collective ops (the shared-memory allreduce is for CPU ranks; this is %s)",
+                     self.device_kind)
         self._server = None
         if start_server:
             self._server = self._start_server()
@@ -219,9 +235,9 @@ class CollectiveBackend(Backend):
         return self._instance_key
 
     def describe(self):
-        return "%s collectives %s buckets %d bytes wire %s" % (
+        return "%s collectives %s buckets %d bytes wire %s gradients via %s" % (
             super().describe(), self.communication or "default", self.bucket_bytes,
-            self.wire_dtype or "gradient dtype")
+            self.wire_dtype or "gradient dtype", "shared memory" if self.shm else "collective ops")
 
     def _common(self):
         extra = {}
@@ -269,10 +285,11 @@ class CollectiveBackend(Backend):
                 flat = tf.concat([tf.reshape(p, [-1]) for p in parts], axis=0)
             dtype = flat.dtype.base_dtype
             wire = self.wire_dtype if divide and dtype.is_floating else None
+            mean = self._shm_mean if (divide and self.shm) else (lambda t: self._reduce(t, "Div"))
             if wire and wire != dtype.name:
-                total = tf.cast(self._reduce(tf.cast(flat, wire), "Div"), dtype)
+                total = tf.cast(mean(tf.cast(flat, wire)), dtype)
             else:
-                total = self._reduce(flat, "Div" if divide else "Id")
+                total = mean(flat) if divide else self._reduce(flat, "Id")
             if len(parts) == 1:
                 out[bucket[0]] = total
                 continue
@@ -280,6 +297,19 @@ class CollectiveBackend(Backend):
             for index, piece, part in zip(bucket, pieces, parts):
                 out[index] = tf.reshape(piece, part.shape.as_list())
         return out
+
+    def _shm_mean(self, flat):
+        """The mean over ranks through shared memory, after the graph's previous such bucket."""
+        self.shm.reserve(_num_bytes(flat))
+        last = self._shm_last
+        with tf.control_dependencies([last] if last is not None and last.graph is flat.graph else []):
+            total = tf.numpy_function(self._shm_call, [flat], flat.dtype.base_dtype, name="shm_allreduce")
+        total.set_shape(flat.shape)
+        self._shm_last = total
+        return total
+
+    def _shm_call(self, array):
+        return self.shm.allreduce(array, divide=True)
 
     def broadcast_variables_op(self, variables):
         """Rank 0 sends each float variable's value; the others assign what they receive. Counters are set
@@ -309,6 +339,8 @@ class CollectiveBackend(Backend):
     def close(self):
         # tf.distribute.Server has no public stop; it ends with the process.
         self._server = None
+        if self.shm is not None:
+            self.shm.close()
 
 
 def _num_elements(tensor):

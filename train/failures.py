@@ -8,6 +8,8 @@ trainer keeps the original message and traceback in error.json. Pure: strings in
 """
 import re
 
+from train.shm_allreduce import MARK as SHM_MARK
+
 BAD_IMAGE_MARK = "Unreadable or corrupt image:"      # data.robust.apply_policy, bad_images="stop"
 TOO_MANY_BAD_MARK = "Too many unreadable or corrupt images"  # data.robust, bad_images="skip"
 LABEL_RANGE_MARK = "label out of range"               # data.pipeline._records_of
@@ -20,6 +22,8 @@ LOST_PEER_HINTS = ("Connection reset", "Socket closed", "connection refused", "C
                    "Timed out", "Deadline", "deadline", "collective", "Collective", "peer", "Peer",
                    "/job:")
 TASK_PATTERN = re.compile(r"/job:[A-Za-z0-9_-]+/replica:\d+/task:(\d+)")
+# The shared-memory allreduce's own errors (train/shm_allreduce.py) reach the trainer as UnknownError.
+SHM_PATTERN = re.compile(re.escape(SHM_MARK) + r": [^\n]*?rank (\d+)")
 _BRACKETED = re.compile(r"\[([^\[\]]*)\]")
 
 
@@ -62,18 +66,20 @@ def lost_peer_line(type_name, message, rank, peers, timeout=None):
     `peers` is LAUNCH_PEERS as a list (task index = rank). The rank is the task the message names when
     it is not this rank's; with two ranks it can only be the other one.
     """
-    if type_name not in LOST_PEER_TYPES or len(peers) < 2:
+    if len(peers) < 2:
         return None
-    if not any(hint in message for hint in LOST_PEER_HINTS):
+    shm = SHM_MARK in message
+    if not shm and (type_name not in LOST_PEER_TYPES or not any(hint in message for hint in LOST_PEER_HINTS)):
         return None
-    other = [task for task in (int(t) for t in TASK_PATTERN.findall(message)) if task != rank]
+    named = SHM_PATTERN.findall(message) if shm else TASK_PATTERN.findall(message)
+    other = [task for task in (int(t) for t in named) if task != rank]
     if other:
         lost = other[0]
     elif len(peers) == 2:
         lost = 1 - rank
     else:
         lost = None
-    if type_name == "DeadlineExceededError":
+    if type_name == "DeadlineExceededError" or (shm and "timed out" in message):
         how = "no reply within the %scollective timeout" % ("%gs " % timeout if timeout else "")
     else:
         how = "the connection failed"

@@ -5,7 +5,9 @@ through ``train.backends.backend_from_env``, builds a small two-layer classifier
 differ per rank (so the broadcast matters), trains on rank-dependent data and writes its final
 trainable weights to ``<out>/weights_<rank>.npz``. ``--allreduce-dtype float32,float16`` trains once per
 wire dtype, each in a new graph and session on the same collective server (one process start for all),
-into ``<out>/weights_<rank>_<dtype>.npz``. ``<out>/progress_<rank>`` holds the last finished
+into ``<out>/weights_<rank>_<dtype>.npz``; with ``--shm-dir DIR`` each dtype trains twice more, its buckets
+through the shared-memory allreduce in DIR (``weights_<rank>_<dtype>_shm.npz``; the backend's ``shm`` is set
+between runs, as its ``wire_dtype`` is). ``<out>/progress_<rank>`` holds the last finished
 step, so a test can wait for training to be under way before it kills or freezes a peer.
 Exit codes: 0 ok, 3 a collective failed (the message is on stderr).
 """
@@ -47,6 +49,8 @@ def main(argv=None):
     parser.add_argument("--bucket-bytes", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--allreduce-dtype", default=None,
                         help="gradients on the wire: float16, bfloat16; a comma list trains once per dtype")
+    parser.add_argument("--shm-dir", default=None,
+                        help="also train every dtype with the shared-memory allreduce in this directory")
     parser.add_argument("--session-timeout", action="store_true",
                         help="bound collectives with the session's operation timeout (the TF 1.15 way)")
     args = parser.parse_args(argv)
@@ -59,10 +63,17 @@ def main(argv=None):
     except BackendError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
-    for dtype, wire in zip(dtypes, wires):
-        backend.wire_dtype = wire
-        name = "weights_%d.npz" % rank if len(dtypes) == 1 else "weights_%d_%s.npz" % (rank, dtype)
-        train(args, backend, rank, os.path.join(args.out, name))
+    transports = [("", None)]
+    if args.shm_dir:
+        from train.shm_allreduce import SharedMemoryAllreduce
+        transports.append(("_shm", SharedMemoryAllreduce(rank, backend.size, args.shm_dir, backend.timeout)))
+    for suffix, shm in transports:
+        backend.shm = shm
+        for dtype, wire in zip(dtypes, wires):
+            backend.wire_dtype = wire
+            name = "weights_%d%s.npz" if len(dtypes) == 1 else "weights_%d_%s%s.npz"
+            name = name % ((rank, suffix) if len(dtypes) == 1 else (rank, dtype, suffix))
+            train(args, backend, rank, os.path.join(args.out, name))
     backend.close()
     return 0
 
