@@ -191,11 +191,13 @@ def test_slim_records_train_with_label_offset_and_num_classes(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_killed_peer_is_named_in_one_line_by_the_survivor(tmp_path, reap):
+    # One host, as the launcher runs it: the gradients go through shared memory (a killed peer across
+    # hosts, through the collective ops, is test_multihost's)
     ports = free_ports(2)
     peers = ",".join("127.0.0.1:%d" % p for p in ports)
     flags = ["--model", "tiny", "--image-size", "32", "--batch-size", "4", "--log-every", "1",
              "--data-path", "tiny:2:64:8", "--max-steps", "100000", "--no-eval", "--no-export"]
-    procs = [start_rank(tmp_path, r, 2, peers, flags) for r in range(2)]
+    procs = [start_rank(tmp_path, r, 2, peers, flags, shm_dir=str(tmp_path / "shm")) for r in range(2)]
     reap.extend(procs)
     metrics = str(tmp_path / "1" / "metrics.jsonl")
     assert wait_for(lambda: os.path.exists(metrics) and records(metrics, "train"), procs[1])
@@ -213,5 +215,5 @@ def test_a_killed_peer_is_named_in_one_line_by_the_survivor(tmp_path, reap):
     assert "Traceback" not in output  # the one line, not TensorFlow's traceback
     record = json.loads((tmp_path / "0" / "error.json").read_text())
     assert record["type"] == "StepFailure" and record["message"].startswith(line)
-    assert "/job:worker/replica:0/task:1" in record["detail"]  # TensorFlow's message is kept
-    assert record["cause_type"] in failures.LOST_PEER_TYPES and record["traceback"]
+    assert "shared-memory allreduce: lost contact with rank 1" in record["detail"]  # the error is kept
+    assert record["cause_type"] == "UnknownError" and record["traceback"]  # a numpy_function's error

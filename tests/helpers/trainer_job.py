@@ -17,9 +17,10 @@ WORKER = os.path.join(ROOT, "tests", "helpers", "trainer_parts.py")
 _STARTED = itertools.count()
 
 
-def rank_env(output, rank, size, peers):
+def rank_env(output, rank, size, peers, shm_dir=None):
     """os.environ plus what the launcher sets (contract.worker_env) for one CPU rank whose files go under
-    `output`; `peers` is the comma-separated host:port list, or None for a one-rank job."""
+    `output`; `peers` is the comma-separated host:port list, or None for a one-rank job; `shm_dir`: the
+    gradients go through the shared-memory allreduce there (the launcher's default on one host)."""
     rank_dir = os.path.join(str(output), str(rank))
     settings = WorkerEnv(rank=rank, size=size, job_id="1", device_id=str(rank), backend="cpu",
                          output_dir=str(output), rank_dir=rank_dir,
@@ -27,16 +28,17 @@ def rank_env(output, rank, size, peers):
                          metrics_file=os.path.join(rank_dir, "metrics.jsonl"),
                          error_file=os.path.join(rank_dir, "error.json"),
                          intra_threads=1, inter_threads=1, collective_timeout=120.0, restart=0,
-                         peers=peers.split(",") if peers else None)
+                         peers=peers.split(",") if peers else None, shm_dir=shm_dir)
     return dict(os.environ, **settings.to_env())
 
 
-def start_rank(output, rank, size, peers, argv):
+def start_rank(output, rank, size, peers, argv, shm_dir=None):
     """One rank running the trainer's flags `argv`; its output is in proc.log_path (see finish)."""
     proc_log = os.path.join(str(output), "worker_%d_%d.out" % (rank, next(_STARTED)))
     with open(proc_log, "w") as log:
         proc = subprocess.Popen([sys.executable, WORKER] + list(argv), cwd=ROOT,
-                                env=rank_env(output, rank, size, peers), stdout=log, stderr=subprocess.STDOUT)
+                                env=rank_env(output, rank, size, peers, shm_dir), stdout=log,
+                                stderr=subprocess.STDOUT)
     proc.log_path = proc_log
     return proc
 
