@@ -1,4 +1,6 @@
-"""Cost of one allreduce between worker processes (the collective backend's CollectiveReduce), by size.
+"""Cost of one allreduce between worker processes, by size, through each transport of the collective
+backend: TF's CollectiveReduce over gRPC (``ring``) and the shared-memory allreduce of ranks on one host
+(``shm``, train/shm_allreduce.py).
 
 Why: the cost model in docs/performance.md needs the two numbers of the usual latency-bandwidth model,
 a fixed cost per collective (alpha) and a cost per byte (1 / beta), for this machine's transport (gRPC on
@@ -7,7 +9,7 @@ binds them). Each worker times ``--repeats`` allreduces of one tensor per size a
 line through (bytes, seconds) gives alpha and beta. Wall time and the process's CPU time are both printed:
 on a core that also computes, the CPU time is what the allreduce takes away from the model.
 
-    .venv/bin/python bench/bench_allreduce.py --sizes-mb 0.25 1 3 6 12 --repeats 20
+    .venv/bin/python bench/bench_allreduce.py --sizes-mb 0.25 1 3 6 12 --repeats 20 --transports ring shm
 """
 import argparse
 import json
@@ -35,14 +37,20 @@ def worker(args):
     with tf.Graph().as_default() as graph:
         sess = tf.compat.v1.Session(backend.session_target(), graph=graph, config=backend.session_config())
         cases = []
-        for size_mb in args.sizes_mb:
-            for dtype in args.dtypes:
-                count = int(size_mb * 1024 * 1024 / tf.as_dtype(dtype).size)
-                var = tf.Variable(tf.random.uniform([count], seed=rank), dtype=tf.float32)
-                op = backend._reduce(tf.cast(var.read_value(), dtype), "Div")  # what a gradient bucket does
-                cases.append((size_mb, dtype, count * tf.as_dtype(dtype).size, tf.group(op)))
+        for transport in args.transports:
+            for size_mb in args.sizes_mb:
+                for dtype in args.dtypes:
+                    count = int(size_mb * 1024 * 1024 / tf.as_dtype(dtype).size)
+                    var = tf.Variable(tf.random.uniform([count], seed=rank), dtype=tf.float32)
+                    value = tf.cast(var.read_value(), dtype)
+                    if transport == "shm":
+                        backend._shm_last = None       # each op timed alone: no chain to the previous one
+                        op = backend._shm_mean(value)   # what a gradient bucket does on one host
+                    else:
+                        op = backend._reduce(value, "Div")  # what a gradient bucket does across hosts
+                    cases.append((transport, size_mb, dtype, count * tf.as_dtype(dtype).size, tf.group(op)))
         sess.run(tf.compat.v1.global_variables_initializer())
-        for size_mb, dtype, nbytes, op in cases:
+        for transport, size_mb, dtype, nbytes, op in cases:
             for _ in range(3):
                 sess.run(op)
             walls, cpus_used = [], []
@@ -51,7 +59,7 @@ def worker(args):
                 sess.run(op)
                 walls.append(time.time() - start)
                 cpus_used.append(time.process_time() - cpu)
-            results.append({"size_mb": size_mb, "dtype": dtype, "bytes": nbytes,
+            results.append({"transport": transport, "size_mb": size_mb, "dtype": dtype, "bytes": nbytes,
                             "wall": statistics.median(walls), "cpu": statistics.median(cpus_used)})
         sess.close()
     with open(os.path.join(args.out, "allreduce_%d.json" % rank), "w") as handle:
@@ -75,6 +83,7 @@ def main(argv=None):
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[0.25, 1, 3, 6, 12])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float16"])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--transports", nargs="+", choices=("ring", "shm"), default=["ring", "shm"])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -92,10 +101,11 @@ def main(argv=None):
     procs = []
     for rank in range(2):
         env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE="2", LAUNCH_BACKEND="cpu", LAUNCH_PEERS=peers,
-                   LAUNCH_INTRA_OP_THREADS="1", LAUNCH_INTER_OP_THREADS="1", PYTHONPATH=ROOT)
+                   LAUNCH_INTRA_OP_THREADS="1", LAUNCH_INTER_OP_THREADS="1", PYTHONPATH=ROOT,
+                   LAUNCH_SHM_DIR=os.path.join(out, "shm"))
         argv_worker = [sys.executable, os.path.abspath(__file__), "--worker", "--out", out,
                        "--repeats", str(args.repeats), "--sizes-mb"] + [str(s) for s in args.sizes_mb] + \
-                      ["--dtypes"] + list(args.dtypes)
+                      ["--dtypes"] + list(args.dtypes) + ["--transports"] + list(args.transports)
         procs.append(subprocess.Popen(argv_worker, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE))
     for proc in procs:
@@ -107,19 +117,20 @@ def main(argv=None):
     with open(os.path.join(out, "allreduce_1.json")) as handle:
         rank1 = json.load(handle)
     print("2 workers, 1 core each, medians of %d allreduces (mean over ranks):" % args.repeats)
-    print("  %8s %8s %10s %10s %10s" % ("MiB", "dtype", "bytes", "wall ms", "CPU ms"))
-    points_wall, points_cpu = [], []
+    print("  %9s %8s %8s %10s %10s %10s" % ("transport", "MiB", "dtype", "bytes", "wall ms", "CPU ms"))
+    points = {}
     for first, second in zip(rank0, rank1):
         wall = (first["wall"] + second["wall"]) / 2
         cpu = (first["cpu"] + second["cpu"]) / 2
-        print("  %8.2f %8s %10d %10.2f %10.2f"
-              % (first["size_mb"], first["dtype"], first["bytes"], wall * 1e3, cpu * 1e3))
-        points_wall.append((first["bytes"], wall))
-        points_cpu.append((first["bytes"], cpu))
-    for name, points in (("wall", points_wall), ("CPU", points_cpu)):
-        alpha, per_byte = fit_line(points)
-        print("fit (%s): alpha %.2f ms per allreduce, %.3f ms per MB (beta %.0f MB/s)"
-              % (name, alpha * 1e3, per_byte * 1e9, 1e-6 / per_byte if per_byte > 0 else float("inf")))
+        print("  %9s %8.2f %8s %10d %10.2f %10.2f"
+              % (first["transport"], first["size_mb"], first["dtype"], first["bytes"], wall * 1e3, cpu * 1e3))
+        points.setdefault((first["transport"], "wall"), []).append((first["bytes"], wall))
+        points.setdefault((first["transport"], "CPU"), []).append((first["bytes"], cpu))
+    for (transport, name), line in points.items():
+        alpha, per_byte = fit_line(line)
+        print("fit (%s, %s): alpha %.2f ms per allreduce, %.3f ms per MB (beta %.0f MB/s)"
+              % (transport, name, alpha * 1e3, per_byte * 1e9,
+                 1e-6 / per_byte if per_byte > 0 else float("inf")))
     print("load average at the end: %.1f %.1f %.1f" % os.getloadavg())
     return 0
 

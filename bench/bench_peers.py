@@ -4,8 +4,10 @@ Candidates, each with 1 worker and with N workers, the same model (MobileNetV3-S
 size, batch per worker and core binding (worker i pinned to core i, 1 intra-op / 1 inter-op thread):
 
 - ours:  `python -m train` (this project's trainer and collective backend), started with the variables the
-         launcher sets (RANK_ID, RANK_SIZE, LAUNCH_PEERS, LAUNCH_*_THREADS); synthetic data from the
-         project's pipeline (generated every step, so it is not the cheaper side of the comparison);
+         launcher sets (RANK_ID, RANK_SIZE, LAUNCH_PEERS, LAUNCH_*_THREADS, and on one host LAUNCH_SHM_DIR:
+         the gradients through shared memory, the launcher's default; ``@shm=off`` runs them through
+         TF's collective ops instead); synthetic data from the project's pipeline (generated every step,
+         so it is not the cheaper side of the comparison);
 - mwms:  tf.distribute.MultiWorkerMirroredStrategy with tf_keras `fit` (TF 2, eager + tf.function), N
          processes with TF_CONFIG on localhost ports, the same model code (models.registry), one fixed
          random batch repeated; 1 worker = plain `fit` without a strategy;
@@ -16,7 +18,8 @@ size, batch per worker and core binding (worker i pinned to core i, 1 intra-op /
 Every configuration runs once per round, rounds interleaved (the order rotates each round) so that a
 busy machine hurts all alike; the medians are reported with scaling efficiency (N workers / (N x 1
 worker)) and the ratios ours / peer. ``--variant NAME=FLAGS`` adds more N-worker runs of ours with other
-trainer flags (e.g. ``fp16=--allreduce-dtype float16``) or other placement (``@bind=off``: workers not
+trainer flags (e.g. ``fp16=--allreduce-dtype float16``) or other placement (``@shm=off``: collective ops
+instead of shared memory; ``@bind=off``: workers not
 pinned; ``@inter=2``: 2 inter-op threads), to measure one lever at a time against the default.
 
 ``ours xN alone`` (with --ceiling) runs N one-worker jobs of ours at the same time, each pinned to its core
@@ -135,7 +138,8 @@ def torch_worker(args):
 
 # --- the driver --------------------------------------------------------------------------------------------
 def parse_variant(text):
-    """'NAME=FLAGS' -> (name, trainer flags, placement dict); '@bind=off' and '@inter=N' are placement."""
+    """'NAME=FLAGS' -> (name, trainer flags, placement dict); '@bind=off', '@inter=N', '@intra=N' and
+    '@shm=off' are placement."""
     name, sep, rest = text.partition("=")
     if not sep or not name.strip():
         raise SystemExit("--variant wants NAME=FLAGS, e.g. fp16=--allreduce-dtype float16, not %r" % text)
@@ -143,8 +147,8 @@ def parse_variant(text):
     for item in shlex.split(rest):
         if item.startswith("@"):
             key, _, value = item[1:].partition("=")
-            if key not in ("bind", "inter", "intra") or not value:
-                raise SystemExit("placement %r: use @bind=on|off, @inter=N or @intra=N" % item)
+            if key not in ("bind", "inter", "intra", "shm") or not value:
+                raise SystemExit("placement %r: use @bind=on|off, @inter=N, @intra=N or @shm=on|off" % item)
             placement[key] = value
         else:
             flags.append(item)
@@ -182,6 +186,8 @@ def run_job(kind, size, args, flags=(), placement=None):
             env.update(WorkerEnv(rank=0 if alone else rank, size=1 if alone else size, backend="cpu",
                                  job_id="bench_%d" % rank if alone else "bench",
                                  peers=None if alone else peers, collective_timeout=600.0,
+                                 shm_dir=None if alone or placement.get("shm", "on") != "on"
+                                 else os.path.join(out, "shm"),
                                  intra_threads=threads, inter_threads=inter,
                                  output_dir=job_out, rank_dir=os.path.join(out, str(rank))).to_env())
             argv = ours_argv(args, job_out, list(flags))
@@ -258,7 +264,7 @@ def main(argv=None):
     parser.add_argument("--ceiling", action="store_true",
                         help="also run N one-worker jobs at once (no communication): the machine's ceiling")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
-                        help="another N-worker run of ours: trainer flags and @bind=off / @inter=N")
+                        help="another N-worker run of ours: trainer flags, @bind=off, @inter=N, @shm=off")
     parser.add_argument("--torch-python", default=sys.executable,
                         help="interpreter with torch + torchvision (default: this one)")
     parser.add_argument("--job-timeout", type=float, default=1800)

@@ -203,6 +203,10 @@ class CollectiveBackend(Backend):
         if shm_dir and self.device_kind == "cpu":
             self.shm = SharedMemoryAllreduce(rank, size, shm_dir, self.timeout)
             LOG.info("gradients: shared-memory allreduce in %s (every rank on this host)", shm_dir)
+            if self.wire_dtype:
+                # nothing travels: halving the bytes saves no time, and numpy sums float16 slowly
+                LOG.info("allreduce dtype %s ignored: on one host the gradients go through shared memory "
+                         "in their own dtype", self.wire_dtype)
         elif shm_dir:
             LOG.info("gradients: collective ops (the shared-memory allreduce is for CPU ranks; this is %s)",
                      self.device_kind)
@@ -284,12 +288,12 @@ class CollectiveBackend(Backend):
             else:
                 flat = tf.concat([tf.reshape(p, [-1]) for p in parts], axis=0)
             dtype = flat.dtype.base_dtype
-            wire = self.wire_dtype if divide and dtype.is_floating else None
-            mean = self._shm_mean if (divide and self.shm) else (lambda t: self._reduce(t, "Div"))
-            if wire and wire != dtype.name:
-                total = tf.cast(mean(tf.cast(flat, wire)), dtype)
+            if divide and self.shm:
+                total = self._shm_mean(flat)
+            elif divide and self.wire_dtype and dtype.is_floating and self.wire_dtype != dtype.name:
+                total = tf.cast(self._reduce(tf.cast(flat, self.wire_dtype), "Div"), dtype)
             else:
-                total = mean(flat) if divide else self._reduce(flat, "Id")
+                total = self._reduce(flat, "Div" if divide else "Id")
             if len(parts) == 1:
                 out[bucket[0]] = total
                 continue
