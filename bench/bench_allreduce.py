@@ -45,7 +45,7 @@ def worker(args):
                     value = tf.cast(var.read_value(), dtype)
                     if transport == "shm":
                         backend._shm_last = None       # each op timed alone: no chain to the previous one
-                        op = backend._shm_mean(value)   # what a gradient bucket does on one host
+                        op = backend._shm_reduce(value, True)  # what a gradient bucket does on one host
                     else:
                         op = backend._reduce(value, "Div")  # what a gradient bucket does across hosts
                     cases.append((transport, size_mb, dtype, count * tf.as_dtype(dtype).size, tf.group(op)))

@@ -80,6 +80,15 @@ def test_a_lost_peer_fails_the_survivor_naming_it(tmp_path, mode):
     assert ("no reply within the 2s collective timeout" in line) == (mode == "hang")
 
 
+def test_ranks_whose_code_went_different_ways_fail_instead_of_summing_unrelated_arrays(tmp_path):
+    procs = [start(rank, 2, tmp_path / "shm", 30, "diverge", tmp_path) for rank in range(2)]
+    outputs = finish(procs)
+    assert [p.returncode for p in procs] == [3, 3], outputs
+    assert "rank 1 is at another allreduce (its number 1 of 4004 bytes, this rank's number 1 of 4000 bytes)" \
+        in (tmp_path / "diverged_0.txt").read_text()
+    assert "rank 0 is at another allreduce" in (tmp_path / "diverged_1.txt").read_text()
+
+
 def test_a_rank_that_never_comes_is_one_error_within_the_timeout(tmp_path):
     ends = SharedMemoryAllreduce(0, 2, str(tmp_path / "shm"), 0.5)
     started = time.time()

@@ -13,11 +13,13 @@ apply bit-identical updates. Optionally the gradients travel as float16 or bfloa
 cast back to their own dtype after the reduction, identically on every rank). On GPU the collectives ask
 for NCCL where this TensorFlow has the ``communication_hint`` attribute and NCCL; the ring otherwise.
 
-On CPU with every rank on one host (the launcher sets LAUNCH_SHM_DIR then) the gradient buckets go through
-shared memory instead (train/shm_allreduce.py: a tenth of the time, bench/RESULTS.md); each bucket is a
-``tf.numpy_function`` that blocks until every rank has written its copy, so the buckets of one graph run
-one after another in the order they were built (a control dependency each), the same on every rank. The
-rest (rank 0's initial variables, evaluation and BatchNorm sums) stays on the collective ops.
+On CPU with every rank on one host (the launcher sets LAUNCH_SHM_DIR then) every collective goes through
+shared memory instead (train/shm_allreduce.py: a sixth of the time, bench/RESULTS.md) and no gRPC server
+runs: the session is a plain local one, as for a single worker (the server's own per-step cost was 10%
+of a small step). Each bucket is a ``tf.numpy_function`` that blocks until every rank has written its
+copy, so the buckets of one call (the gradients, a sum, the broadcast) run one after another in the
+order they were built (a control dependency each), the same on every rank. The broadcast is a sum in
+which every rank but 0 contributes zeros.
 """
 import inspect
 import logging
@@ -200,7 +202,7 @@ class CollectiveBackend(Backend):
         LOG.info("collectives: %s (%s)", self.communication or "default", reason)
         self.shm = None
         self._shm_last = None
-        if shm_dir and self.device_kind == "cpu":
+        if shm_dir and self.device_kind == "cpu" and size > 1:
             self.shm = SharedMemoryAllreduce(rank, size, shm_dir, self.timeout)
             LOG.info("gradients: shared-memory allreduce in %s (every rank on this host)", shm_dir)
             if self.wire_dtype:
@@ -211,7 +213,7 @@ class CollectiveBackend(Backend):
             LOG.info("gradients: collective ops (the shared-memory allreduce is for CPU ranks; this is %s)",
                      self.device_kind)
         self._server = None
-        if start_server:
+        if start_server and self.shm is None:
             self._server = self._start_server()
             wait_for_peers(self.peers, self.rank, self.timeout)
 
@@ -227,6 +229,8 @@ class CollectiveBackend(Backend):
 
     # -- session ---------------------------------------------------------------------------------
     def _add_to_config(self, config):
+        if self.shm is not None:            # a local session: the ranks meet in shared memory only
+            return config
         return session_config.add_collective(config, self.rank, JOB_NAME, timeout=self.timeout,
                                              op_level_timeout=self._op_timeout)
 
@@ -262,6 +266,7 @@ class CollectiveBackend(Backend):
 
     def allreduce_sum(self, tensors):
         tensors = [tf.convert_to_tensor(t) for t in tensors]
+        self._shm_last = None                   # shared memory: this call's buckets chain among themselves
         with tf.compat.v1.name_scope("allreduce_sum"):
             return self._fused(tensors, divide=False)
 
@@ -269,6 +274,7 @@ class CollectiveBackend(Backend):
         """Averages a list of tensors over ranks (None entries stay None); used for gradients."""
         dense = [None if t is None else tf.convert_to_tensor(t) for t in tensors]
         present = [index for index, t in enumerate(dense) if t is not None]
+        self._shm_last = None
         with tf.compat.v1.name_scope("allreduce_gradients"):
             # Last layers' gradients come first in the backward pass: bucket them first.
             order = list(reversed(present))
@@ -288,8 +294,8 @@ class CollectiveBackend(Backend):
             else:
                 flat = tf.concat([tf.reshape(p, [-1]) for p in parts], axis=0)
             dtype = flat.dtype.base_dtype
-            if divide and self.shm:
-                total = self._shm_mean(flat)
+            if self.shm:
+                total = self._shm_reduce(flat, divide)
             elif divide and self.wire_dtype and dtype.is_floating and self.wire_dtype != dtype.name:
                 total = tf.cast(self._reduce(tf.cast(flat, self.wire_dtype), "Div"), dtype)
             else:
@@ -302,22 +308,28 @@ class CollectiveBackend(Backend):
                 out[index] = tf.reshape(piece, part.shape.as_list())
         return out
 
-    def _shm_mean(self, flat):
-        """The mean over ranks through shared memory, after the graph's previous such bucket."""
+    def _shm_reduce(self, flat, divide):
+        """The sum (or mean) over ranks through shared memory, after this call's previous bucket."""
         self.shm.reserve(_num_bytes(flat))
         last = self._shm_last
         with tf.control_dependencies([last] if last is not None and last.graph is flat.graph else []):
-            total = tf.numpy_function(self._shm_call, [flat], flat.dtype.base_dtype, name="shm_allreduce")
+            total = tf.numpy_function(self._shm_mean if divide else self._shm_sum, [flat],
+                                      flat.dtype.base_dtype, name="shm_allreduce")
         total.set_shape(flat.shape)
         self._shm_last = total
         return total
 
-    def _shm_call(self, array):
+    def _shm_mean(self, array):
         return self.shm.allreduce(array, divide=True)
+
+    def _shm_sum(self, array):
+        return self.shm.allreduce(array, divide=False)
 
     def broadcast_variables_op(self, variables):
         """Rank 0 sends each float variable's value; the others assign what they receive. Counters are set
         from rank 0's values carried in one float32 tensor (as on Ascend, where HCCL may not take int64)."""
+        if self.shm is not None:
+            return self._shm_broadcast(variables)
         ops = []
         with tf.compat.v1.name_scope("broadcast_from_rank0"):
             for var in floating_variables(variables):
@@ -327,6 +339,21 @@ class CollectiveBackend(Backend):
             if counters:
                 ops.append(self._broadcast(counters_to_floats(counters),
                                            lambda value: set_counters_op(counters, value)))
+        return tf.group(*ops)
+
+    def _shm_broadcast(self, variables):
+        """Shared memory: every rank sums rank 0's values and everyone else's zeros (x + 0 is x), fused
+        into buckets like the gradients; the counters travel as in broadcast_variables_op."""
+        floats, counters = floating_variables(variables), counter_variables(variables)
+        values = [var.read_value() for var in floats] + ([counters_to_floats(counters)] if counters else [])
+        if self.rank != 0:
+            values = [tf.zeros_like(value) for value in values]
+        self._shm_last = None
+        with tf.compat.v1.name_scope("broadcast_from_rank0"):
+            received = self._fused(values, divide=False)
+            ops = [tf.compat.v1.assign(var, value).op for var, value in zip(floats, received)]
+            if counters:
+                ops.append(set_counters_op(counters, received[-1]))
         return tf.group(*ops)
 
     def _broadcast(self, tensor, assign):

@@ -7,10 +7,12 @@ bucket into a shared file and sum everyone's copies: 0.9 ms for the same 6 MB (b
 
 Protocol, per allreduce (the same sequence on every rank, see CollectiveBackend):
   1. copy the local array into this rank's slot of the shared region;
-  2. tell every peer "written" and wait for every peer's "written";
+  2. tell every peer "written" and wait for every peer's "written" (each message also carries the count
+     of this rank's allreduces and the array's size: ranks whose code went different ways fail, naming
+     the rank, instead of summing unrelated arrays);
   3. sum the slots in rank order (so every rank computes the same bytes) and divide for a mean;
   4. tell every peer "read" and wait for every peer's "read": after it, any slot may be overwritten.
-The messages are one byte on a Unix stream socket per pair of ranks. A peer that died closes its
+The messages are 17 bytes on a Unix stream socket per pair of ranks. A peer that died closes its
 sockets (the others fail at once, naming it); a frozen peer sends nothing (the others fail after the
 collective timeout). Every error is a TransportError whose message starts with MARK and names the rank
 (train/failures.py turns it into the lost-peer line).
@@ -29,6 +31,7 @@ MARK = "shared-memory allreduce"
 REGION = "region"
 _ALIGN = 64
 _WRITTEN, _READ = b"W", b"R"
+_MESSAGE = struct.Struct("<cQQ")   # tag, this rank's allreduce count, the array's bytes
 
 
 class TransportError(RuntimeError):
@@ -51,6 +54,7 @@ class SharedMemoryAllreduce:
         self.peers = {}
         self._map = None
         self._mapped = 0
+        self._count = 0
 
     def reserve(self, nbytes):
         self.capacity = max(self.capacity, -(-int(nbytes) // _ALIGN) * _ALIGN)
@@ -134,28 +138,32 @@ class SharedMemoryAllreduce:
         slots = [np.frombuffer(self._map, flat.dtype, flat.size, rank * per_rank)
                  for rank in range(self.size)]
         slots[self.rank][:] = flat
-        self._exchange(_WRITTEN)
+        self._count += 1
+        self._exchange(_WRITTEN, flat.nbytes)
         out = slots[0] + slots[1] if self.size > 1 else slots[0].copy()
         for rank in range(2, self.size):
             np.add(out, slots[rank], out=out)
         del slots                                     # no view may outlive the map (remap, close)
-        self._exchange(_READ)
+        self._exchange(_READ, flat.nbytes)
         if divide:
             np.true_divide(out, out.dtype.type(self.size), out=out)
         return out.reshape(np.shape(array))
 
-    def _exchange(self, tag):
+    def _exchange(self, tag, nbytes):
+        mine = _MESSAGE.pack(tag, self._count, nbytes)
         for other, conn in self.peers.items():
             try:
-                conn.sendall(tag)
+                conn.sendall(mine)
             except OSError as error:
                 raise TransportError("%s: lost contact with rank %d (%s)"
                                      % (MARK, other, error.strerror or error)) from None
         for other, conn in self.peers.items():
-            got = self._recv_exact(conn, 1, other)
-            if got != tag:
-                raise TransportError("%s: rank %d is out of step (sent %r, expected %r)"
-                                     % (MARK, other, got, tag))
+            got = self._recv_exact(conn, _MESSAGE.size, other)
+            if got != mine:
+                theirs = _MESSAGE.unpack(got)
+                raise TransportError("%s: rank %d is at another allreduce (its number %d of %d bytes, this "
+                                     "rank's number %d of %d bytes): the ranks' code went different ways"
+                                     % (MARK, other, theirs[1], theirs[2], self._count, nbytes))
 
     def _recv_exact(self, conn, count, other):
         data = b""

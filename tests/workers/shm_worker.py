@@ -6,7 +6,8 @@ tests/test_shm_allreduce.py (not a test module itself; no TensorFlow).
 MODE ``sums``: allreduce arrays of several sizes and dtypes (sum and mean), save them to OUT/rank_<RANK>.npz.
 MODE ``die``/``hang``: one allreduce, then end at once (os._exit) or sleep; a rank of MODE ``survive``
 goes on to a second allreduce and writes what happened to OUT/survivor.txt (the error and the seconds it
-took after the first allreduce). Exit 0, or 3 when the allreduce failed.
+took after the first allreduce). MODE ``diverge``: every rank sums an array of its own size and writes the
+error to OUT/diverged_<RANK>.txt. Exit 0, or 3 when the allreduce failed.
 """
 import os
 import sys
@@ -39,6 +40,14 @@ def main():
         results["shape"] = ends.allreduce(np.ones((3, 4), np.float32) * rank)
         np.savez(os.path.join(out, "rank_%d.npz" % rank), **results)
         ends.close()
+        return 0
+    if mode == "diverge":                         # every rank sums an array of another size
+        try:
+            ends.allreduce(np.ones(1000 + rank, np.float32))
+        except TransportError as error:
+            with open(os.path.join(out, "diverged_%d.txt" % rank), "w") as handle:
+                handle.write(str(error))
+            return 3
         return 0
     ends.allreduce(np.ones(1000, np.float32))
     if mode == "die":
