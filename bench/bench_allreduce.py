@@ -37,7 +37,7 @@ def worker(args):
     with tf.Graph().as_default() as graph:
         sess = tf.compat.v1.Session(backend.session_target(), graph=graph, config=backend.session_config())
         cases = []
-        for transport in args.transports:
+        for transport in args.transports:             # one per worker pair (shared memory has no server)
             for size_mb in args.sizes_mb:
                 for dtype in args.dtypes:
                     count = int(size_mb * 1024 * 1024 / tf.as_dtype(dtype).size)
@@ -67,6 +67,38 @@ def worker(args):
     return 0
 
 
+def run_pair(args, transport):
+    """Two pinned workers timing one transport; their results (rank 0's, rank 1's)."""
+    out = tempfile.mkdtemp(prefix="bench_allreduce_")
+    socks = [socket.socket() for _ in range(2)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    peers = ",".join("127.0.0.1:%d" % sock.getsockname()[1] for sock in socks)
+    for sock in socks:
+        sock.close()
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE="2", LAUNCH_BACKEND="cpu", LAUNCH_PEERS=peers,
+                   LAUNCH_INTRA_OP_THREADS="1", LAUNCH_INTER_OP_THREADS="1", PYTHONPATH=ROOT)
+        env.pop("LAUNCH_SHM_DIR", None)
+        if transport == "shm":
+            env["LAUNCH_SHM_DIR"] = os.path.join(out, "shm")
+        argv_worker = [sys.executable, os.path.abspath(__file__), "--worker", "--out", out,
+                       "--repeats", str(args.repeats), "--sizes-mb"] + [str(s) for s in args.sizes_mb] + \
+                      ["--dtypes"] + list(args.dtypes) + ["--transports", transport]
+        procs.append(subprocess.Popen(argv_worker, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE))
+    for proc in procs:
+        _, err = proc.communicate(timeout=1800)
+        if proc.returncode:
+            raise SystemExit("worker failed:\n%s" % err.decode()[-3000:])
+    results = []
+    for rank in range(2):
+        with open(os.path.join(out, "allreduce_%d.json" % rank)) as handle:
+            results.append(json.load(handle))
+    return results
+
+
 def fit_line(points):
     """Least squares y = a + b x over (x, y) points -> (a, b)."""
     n = float(len(points))
@@ -89,33 +121,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
-    out = tempfile.mkdtemp(prefix="bench_allreduce_")
-    socks = [socket.socket() for _ in range(2)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    peers = ",".join("127.0.0.1:%d" % sock.getsockname()[1] for sock in socks)
-    for sock in socks:
-        sock.close()
     print("machine: %d CPUs, load average %.1f %.1f %.1f at the start"
           % ((os.cpu_count(),) + os.getloadavg()))
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE="2", LAUNCH_BACKEND="cpu", LAUNCH_PEERS=peers,
-                   LAUNCH_INTRA_OP_THREADS="1", LAUNCH_INTER_OP_THREADS="1", PYTHONPATH=ROOT,
-                   LAUNCH_SHM_DIR=os.path.join(out, "shm"))
-        argv_worker = [sys.executable, os.path.abspath(__file__), "--worker", "--out", out,
-                       "--repeats", str(args.repeats), "--sizes-mb"] + [str(s) for s in args.sizes_mb] + \
-                      ["--dtypes"] + list(args.dtypes) + ["--transports"] + list(args.transports)
-        procs.append(subprocess.Popen(argv_worker, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE))
-    for proc in procs:
-        _, err = proc.communicate(timeout=1800)
-        if proc.returncode:
-            raise SystemExit("worker failed:\n%s" % err.decode()[-3000:])
-    with open(os.path.join(out, "allreduce_0.json")) as handle:
-        rank0 = json.load(handle)
-    with open(os.path.join(out, "allreduce_1.json")) as handle:
-        rank1 = json.load(handle)
+    rank0, rank1 = [], []
+    for transport in args.transports:
+        first, second = run_pair(args, transport)
+        rank0 += first
+        rank1 += second
     print("2 workers, 1 core each, medians of %d allreduces (mean over ranks):" % args.repeats)
     print("  %9s %8s %8s %10s %10s %10s" % ("transport", "MiB", "dtype", "bytes", "wall ms", "CPU ms"))
     points = {}

@@ -13,8 +13,14 @@ host delay), paid once per L steps (iterations_per_loop). Scaling efficiency is 
 ``--cpu`` compares the model with measured CPU scaling; ``--ascend`` gives the expected
 8-card efficiency on an Ascend 910 server for the ModelZoo models.
 
-    python bench/cost_model.py --cpu --alpha-ms 0.5 --mb-per-s 400 --single 64:420 --single 128:200 \
-        --measured 64:0.80 --measured 128:0.90
+On CPU two more measured terms enter: N workers computing at once are slower than one alone (shared
+caches, memory bandwidth, the hypervisor): T_c becomes T_c / C with C the ceiling efficiency of
+bench_peers.py --ceiling (N one-worker jobs at once, no communication); and ``--overhead-ms`` is any other
+per-step cost of the N-worker job (the gRPC server's, with the collective ops: bench_scaling.py
+--diagnose, "1 worker via server" against "1 worker").
+
+    python bench/cost_model.py --cpu --alpha-ms 0 --mb-per-s 1780 --collectives 2 --single 64:530 \
+        --ceiling 64:0.96 --measured 64:0.88
     python bench/cost_model.py --ascend
 """
 import argparse
@@ -73,23 +79,36 @@ def _pairs(items, kind=float):
     return result
 
 
+def cpu_efficiency(compute, nbytes, alpha, beta, collectives=1, hidden=0.0, ceiling=1.0, overhead=0.0):
+    """2 workers on CPU: T_c / (T_c / C + communication + overhead) (pure). ``beta`` is the transport's
+    fitted bytes per second for the whole allreduce of 2 workers (bench_allreduce.py), so the ring factor
+    2 (N-1) / N (= 1 at N = 2) is already in it."""
+    comm = (collectives * alpha + nbytes / beta) * (1.0 - hidden)
+    return compute / (compute / ceiling + comm + overhead)
+
+
 def cpu_table(args):
     nbytes = trainable_bytes("mobilenetv3_small", num_classes=10, bytes_per_element=args.element_bytes)
     single = _pairs(args.single)
     measured = _pairs(args.measured)
+    ceilings = _pairs(args.ceiling)
+    overheads = _pairs(args.overhead_ms)
     print("CPU, mobilenetv3_small (10 classes): B = %.2f MB per step, alpha %.2f ms, beta %.0f MB/s, "
           "%d collective(s) per step, batch %d per worker, 2 workers"
           % (nbytes / 1e6, args.alpha_ms, args.mb_per_s, args.collectives, args.batch))
-    print("  %6s %12s %10s %10s %10s %8s"
-          % ("image", "1 worker", "T_c ms", "T_x ms", "predicted", "measured"))
+    print("  %6s %12s %8s %8s %8s %8s %10s %8s"
+          % ("image", "1 worker", "T_c ms", "ceiling", "T_x ms", "other ms", "predicted", "measured"))
     for size in sorted(single):
         compute = args.batch / single[size]
         alpha, beta = args.alpha_ms / 1e3, args.mb_per_s * 1e6
-        predicted = efficiency(compute, nbytes, 2, alpha, beta, args.collectives, args.hidden)
-        wire = comm_time(nbytes, 2, alpha, beta, args.collectives) * (1.0 - args.hidden)
+        ceiling, overhead = ceilings.get(size, 1.0), overheads.get(size, 0.0) / 1e3
+        predicted = cpu_efficiency(compute, nbytes, alpha, beta, args.collectives, args.hidden, ceiling,
+                                   overhead)
+        wire = (args.collectives * alpha + nbytes / beta) * (1.0 - args.hidden)
         got = measured.get(size)
-        print("  %6d %10.1f/s %10.1f %10.1f %10.3f %8s%s"
-              % (size, single[size], compute * 1e3, wire * 1e3, predicted, "%.3f" % got if got else "-",
+        print("  %6d %10.1f/s %8.1f %8.2f %8.1f %8.1f %10.3f %8s%s"
+              % (size, single[size], compute * 1e3, ceiling, wire * 1e3, overhead * 1e3, predicted,
+                 "%.3f" % got if got else "-",
                  "  (error %+.1f%%)" % (100.0 * (predicted - got) / got) if got else ""))
 
 
@@ -139,6 +158,10 @@ def main(argv=None):
                         help="measured images/s of one worker at an image size")
     parser.add_argument("--measured", action="append", default=[], metavar="SIZE:EFFICIENCY",
                         help="measured 2-worker scaling efficiency at an image size")
+    parser.add_argument("--ceiling", action="append", default=[], metavar="SIZE:EFFICIENCY",
+                        help="2 one-worker jobs at once / 2 x one alone (bench_peers.py --ceiling)")
+    parser.add_argument("--overhead-ms", action="append", default=[], metavar="SIZE:MS",
+                        help="other per-step cost of the 2-worker job (the gRPC server's); default 0")
     args = parser.parse_args(argv)
     if args.cpu:
         cpu_table(args)

@@ -261,9 +261,6 @@ class CollectiveBackend(Backend):
             input=tensor, group_size=self.size, group_key=GROUP_KEY, instance_key=self._next_key(),
             merge_op="Add", final_op=final_op, subdiv_offsets=[0], **self._common())
 
-    def _reduce_sum(self, tensor):
-        return self._reduce(tensor, "Id")
-
     def allreduce_sum(self, tensors):
         tensors = [tf.convert_to_tensor(t) for t in tensors]
         self._shm_last = None                   # shared memory: this call's buckets chain among themselves
