@@ -1,9 +1,10 @@
 """Allreduce between the ranks of one host through shared memory (CPU), signalled over Unix sockets.
 
 Why: on CPU, TensorFlow's collective ops move every gradient through the rank's gRPC server in 4 KB
-chunks, and that is CPU work on the core the backward pass needs: 12 ms of wall time (9 ms of CPU) for
+chunks, and that is CPU work on the core the backward pass needs: 21.6 ms of wall time (16 ms of CPU) for
 MobileNetV3-Small's 6 MB between two pinned processes. Ranks on one host can instead each copy their
-bucket into a shared file and sum everyone's copies: 0.9 ms for the same 6 MB (bench/RESULTS.md).
+bucket into a shared file and sum everyone's copies: 2.5 ms for the same 6 MB through TensorFlow
+(bench/RESULTS.md).
 
 Protocol, per allreduce (the same sequence on every rank, see CollectiveBackend):
   1. copy the local array into this rank's slot of the shared region;
