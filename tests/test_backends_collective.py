@@ -126,8 +126,10 @@ def lost_peers(tmp_path_factory):
 def test_two_ranks_end_with_bit_identical_weights_with_each_wire_dtype_and_transport(job):
     # One job trains once per wire dtype and transport (collective ops, shared memory): a new graph and
     # session each, one process start for all six.
-    job.start(size=2, steps=30, extra=("--allreduce-dtype", ",".join(WIRE_DTYPES),
-                                       "--shm-dir", os.path.join(job.out, "shm")))
+    # (the collective timeout is the default's order here: this test is not about timeouts, and six
+    # trainings of two ranks under a loaded suite can start seconds apart)
+    job.start(size=2, steps=30, timeout=120, extra=("--allreduce-dtype", ",".join(WIRE_DTYPES),
+                                                    "--shm-dir", os.path.join(job.out, "shm")))
     for rank, proc in job.procs.items():
         assert proc.wait(timeout=120) == 0, job.log(rank)
     assert os.path.getsize(os.path.join(job.out, "shm", "region")) > 0  # the shared file carried the buckets

@@ -5,9 +5,9 @@ through ``train.backends.backend_from_env``, builds a small two-layer classifier
 differ per rank (so the broadcast matters), trains on rank-dependent data and writes its final
 trainable weights to ``<out>/weights_<rank>.npz``. ``--allreduce-dtype float32,float16`` trains once per
 wire dtype, each in a new graph and session on the same collective server (one process start for all),
-into ``<out>/weights_<rank>_<dtype>.npz``; with ``--shm-dir DIR`` each dtype trains twice more, its buckets
-through the shared-memory allreduce in DIR (``weights_<rank>_<dtype>_shm.npz``; the backend's ``shm`` is set
-between runs, as its ``wire_dtype`` is). ``<out>/progress_<rank>`` holds the last finished
+into ``<out>/weights_<rank>_<dtype>.npz``; with ``--shm-dir DIR`` each dtype trains once more with a second
+backend as the launcher makes it on one host (LAUNCH_SHM_DIR=DIR: shared memory, no server) into
+``weights_<rank>_<dtype>_shm.npz``. ``<out>/progress_<rank>`` holds the last finished
 step, so a test can wait for training to be under way before it kills or freezes a peer.
 Exit codes: 0 ok, 3 a collective failed (the message is on stderr).
 """
@@ -63,18 +63,17 @@ def main(argv=None):
     except BackendError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
-    transports = [("", None)]
+    backends = [("", backend)]
     if args.shm_dir:
-        from train.shm_allreduce import SharedMemoryAllreduce
-        transports.append(("_shm", SharedMemoryAllreduce(rank, backend.size, args.shm_dir, backend.timeout)))
-    for suffix, shm in transports:
-        backend.shm = shm
+        backends.append(("_shm", backend_from_env(bucket_bytes=args.bucket_bytes, allreduce_dtype=dtypes[0],
+                                                  shm_dir=args.shm_dir, **extra)))
+    for suffix, each in backends:
         for dtype, wire in zip(dtypes, wires):
-            backend.wire_dtype = wire
+            each.wire_dtype = wire
             name = "weights_%d%s.npz" if len(dtypes) == 1 else "weights_%d_%s%s.npz"
             name = name % ((rank, suffix) if len(dtypes) == 1 else (rank, dtype, suffix))
-            train(args, backend, rank, os.path.join(args.out, name))
-    backend.close()
+            train(args, each, rank, os.path.join(args.out, name))
+        each.close()
     return 0
 
 
@@ -104,8 +103,10 @@ def train(args, backend, rank, weights_file):
         import numpy as np
         np.savez(weights_file, total=total, **{v.op.name: value for v, value in zip(variables, values)})
     except tf.errors.OpError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        why = [line for line in lines if "shared-memory allreduce" in line][:1]  # the transport says why
         sys.stderr.write("rank %d: collective failed: %s: %s\n"
-                         % (rank, type(exc).__name__, str(exc).splitlines()[0]))
+                         % (rank, type(exc).__name__, " ".join(lines[:1] + why)))
         sys.stderr.flush()
         os._exit(3)
 
