@@ -1,22 +1,30 @@
-"""tfcompat is the one door to TensorFlow: Keras 2 chosen before the import, graph mode on TF 2."""
+"""tfcompat is the one door to TensorFlow: Keras 2 chosen before the import, graph mode on TF 2.
+
+Both checks run in one fresh process (what tfcompat does happens at its import), each printing its line."""
 import subprocess
 import sys
+
+import pytest
 
 PROBE = (
     "import os, sys\n"
     "os.environ['TF_USE_LEGACY_KERAS'] = '0'\n"
     "from tfcompat import tf, IS_TF2, TF_VERSION\n"
-    "print(os.environ['TF_USE_LEGACY_KERAS'])\n"
-    "print(tf.executing_eagerly())\n"
-    "print(tf.keras.__name__)\n"
-    "print(tf.compat.v1.control_flow_v2_enabled())\n"
-    "print('keras' in sys.modules and not sys.modules['keras'].__name__.startswith('tf_keras'))\n"
+    "print(os.environ['TF_USE_LEGACY_KERAS'], tf.executing_eagerly(), tf.keras.__name__,\n"
+    "      tf.compat.v1.control_flow_v2_enabled(),\n"
+    "      'keras' in sys.modules and not sys.modules['keras'].__name__.startswith('tf_keras'))\n"
 )
 
 
-def test_tfcompat_sets_legacy_keras_and_graph_mode():
-    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
-    legacy, eager, keras_name, control_flow_v2, _ = proc.stdout.split()
+@pytest.fixture(scope="module")
+def probed():
+    """The two probes' lines, PROBE's first (it must import tfcompat before anything else does)."""
+    proc = subprocess.run([sys.executable, "-c", PROBE + SEEDED], capture_output=True, text=True, check=True)
+    return proc.stdout.splitlines()
+
+
+def test_tfcompat_sets_legacy_keras_and_graph_mode(probed):
+    legacy, eager, keras_name, control_flow_v2, _ = probed[0].split()
     assert legacy == "1"           # forced, whatever the shell had
     assert eager == "False"        # TF1-style graph mode
     assert keras_name.startswith(("tf_keras", "tensorflow"))  # Keras 2, never Keras 3
@@ -24,8 +32,7 @@ def test_tfcompat_sets_legacy_keras_and_graph_mode():
 
 
 SEEDED = (
-    "import sys\n"
-    "from tfcompat import set_graph_seed, tf\n"
+    "from tfcompat import set_graph_seed\n"
     "def kernel(seed):\n"
     "    with tf.Graph().as_default():\n"
     "        set_graph_seed(seed)\n"
@@ -38,7 +45,6 @@ SEEDED = (
 )
 
 
-def test_the_seed_fixes_the_keras_initial_weights():
+def test_the_seed_fixes_the_keras_initial_weights(probed):
     """--seed reproduces a model's initial weights (tf_keras on TF 2 ignores the graph seed alone)."""
-    proc = subprocess.run([sys.executable, "-c", SEEDED], capture_output=True, text=True, check=True)
-    assert proc.stdout.split() == ["True", "False"]
+    assert probed[1].split() == ["True", "False"]
