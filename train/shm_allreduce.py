@@ -189,7 +189,10 @@ class SharedMemoryAllreduce:
             conn.close()
         self.peers = {}
         if self._map is not None:
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:     # a view still held by a failed call's traceback: the process ends soon
+                pass
             self._map = None
         try:
             os.unlink(_socket_path(self.directory, self.rank))
