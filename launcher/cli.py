@@ -210,13 +210,12 @@ def check_trainer_inputs(options, plan):
             raise
         raise LaunchError(str(error)) from None
     info = checked.info
-    return {
-        "data": info.summary(), "data_path": trainer.data_path, "synthetic": info.kind == "synthetic",
-        "data_path_given": "data_path" in trainer.given, "validation": bool(info.eval_count),
-        "evaluate": bool(trainer.eval and info.eval_count), "total_steps": checked.schedule.total_steps,
-        "steps_per_epoch": checked.schedule.steps_per_epoch, "resume": trainer.resume,
-        "resume_step": checked.resume_step, "finished": checked.finished, "eval_only": trainer.eval_only,
-    }
+    return plan_mod.TrainerChecks(
+        data=info.summary(), data_path=trainer.data_path, synthetic=info.kind == "synthetic",
+        data_path_given="data_path" in trainer.given, validation=bool(info.eval_count),
+        evaluate=bool(trainer.eval and info.eval_count), total_steps=checked.schedule.total_steps,
+        steps_per_epoch=checked.schedule.steps_per_epoch, resume=trainer.resume,
+        resume_step=checked.resume_step, finished=bool(checked.finished), eval_only=bool(trainer.eval_only))
 
 
 def describe_plan(plan, out):
@@ -317,11 +316,11 @@ def main(argv=None, out=None, err=None):
 def run(plan, options, facts, out, err):
     """Write the plan's files, run the job (launcher.supervise.run_job), report. Returns the exit code."""
     from launcher import supervise, tee
-    trainer = plan.trainer or {}
-    if trainer.get("finished"):
+    trainer = plan.trainer
+    if trainer and trainer.finished:
         err.write("launcher: the run in %s is finished (step %s of %s): nothing to train; --resume never "
                   "starts over (the old checkpoints are kept aside), --eval-only evaluates it\n"
-                  % (plan.checkpoint_dir, trainer["resume_step"], trainer["total_steps"]))
+                  % (plan.checkpoint_dir, trainer.resume_step, trainer.total_steps))
         return 0
     continuing = start_notes(plan, trainer, err)
     moved = files.rotate_previous_run(plan, keep_metrics=continuing)
@@ -384,29 +383,29 @@ def start_notes(plan, trainer, err):
         if files.has_checkpoints(plan):
             say("launcher: %s holds files from an earlier run; the command decides what to do with them\n"
                 % plan.checkpoint_dir)
-    elif trainer["resume"] == "never" or (trainer["resume"] not in ("auto", "never") and
-                                          not _inside(trainer["resume"], plan.checkpoint_dir)):
+    elif trainer.resume == "never" or (trainer.resume not in ("auto", "never") and
+                                          not _inside(trainer.resume, plan.checkpoint_dir)):
         # node 0 moves the shared directories (several nodes may share one output directory)
         for path in (plan.checkpoint_dir, plan.tensorboard_dir) if plan.node_rank == 0 else ():
             if files.has_files(path):
                 from train import precheck
                 say("launcher: %s: the previous run's %s moved to %s (nothing is deleted)\n"
-                    % ("--resume never" if trainer["resume"] == "never" else "--resume PATH",
+                    % ("--resume never" if trainer.resume == "never" else "--resume PATH",
                        os.path.basename(path), precheck.move_aside(path)))
-        if trainer["resume"] != "never":
+        if trainer.resume != "never":
             say("launcher: continuing from checkpoint %s (step %s of %s)\n"
-                % (trainer["resume"], trainer["resume_step"], trainer["total_steps"]))
-    elif trainer["resume_step"] is not None:
+                % (trainer.resume, trainer.resume_step, trainer.total_steps))
+    elif trainer.resume_step is not None:
         continuing = True
-        what = "evaluating" if trainer["eval_only"] else "resuming"
+        what = "evaluating" if trainer.eval_only else "resuming"
         say("launcher: %s the run in %s at step %s of %s (--resume never starts over; the summary covers "
             "the whole run)\n"
-            % (what, plan.checkpoint_dir, trainer["resume_step"], trainer["total_steps"]))
-    if trainer and trainer["resume"] not in ("auto", "never") and _inside(trainer["resume"],
+            % (what, plan.checkpoint_dir, trainer.resume_step, trainer.total_steps))
+    if trainer and trainer.resume not in ("auto", "never") and _inside(trainer.resume,
                                                                          plan.checkpoint_dir):
         continuing = True
         say("launcher: continuing from checkpoint %s (step %s of %s)\n"
-            % (trainer["resume"], trainer["resume_step"], trainer["total_steps"]))
+            % (trainer.resume, trainer.resume_step, trainer.total_steps))
     if trainer:
         say("launcher: TensorBoard logs: %s (view them: tensorboard --logdir %s)\n"
             % (plan.tensorboard_dir, plan.tensorboard_dir))
@@ -417,16 +416,16 @@ def data_notes(trainer, err):
     """What the ranks will train on: synthetic data when no --data-path was given, no validation split."""
     if not trainer:
         return
-    if trainer["synthetic"]:
+    if trainer.synthetic:
         err.write("launcher: %s: training on synthetic data (random images, no dataset read); give "
                   "--data-path DIR to train on a dataset\n" % (
-                      "no --data-path given" if not trainer["data_path_given"]
-                      else "--data-path %s" % trainer["data_path"]))
+                      "no --data-path given" if not trainer.data_path_given
+                      else "--data-path %s" % trainer.data_path))
     else:
-        err.write("launcher: data: %s\n" % trainer["data"])
-    if not trainer["validation"]:
+        err.write("launcher: data: %s\n" % trainer.data)
+    if not trainer.validation:
         err.write("launcher: %s has no validation split: nothing is evaluated and TrainAccuracy will be the "
-                  "training batches' accuracy\n" % trainer["data_path"])
+                  "training batches' accuracy\n" % trainer.data_path)
 
 
 def _inside(path, directory):

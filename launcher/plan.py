@@ -84,6 +84,22 @@ class RankSpec(NamedTuple):
     cores: List[int]
 
 
+class TrainerChecks(NamedTuple):
+    """What the built-in trainer's ranks will do, as the launcher's checks (train.precheck) found it."""
+    data: str                      # one line describing the dataset
+    data_path: Optional[str]
+    synthetic: bool
+    data_path_given: bool
+    validation: bool               # the data has a validation split
+    evaluate: bool                 # ... and the run evaluates it
+    total_steps: int
+    steps_per_epoch: int
+    resume: str                    # --resume: auto, never or a checkpoint path
+    resume_step: Optional[int]     # the step the run continues from, if any
+    finished: bool                 # the run in the checkpoint directory is complete
+    eval_only: bool
+
+
 class Plan(NamedTuple):
     """The whole launch plan of this node; launch.json is contract.records.to_json(plan)."""
     job_id: str
@@ -112,7 +128,7 @@ class Plan(NamedTuple):
     ranks: List[RankSpec]
     tensorboard_dir: Optional[str] = None
     # the built-in trainer: what the ranks will do, as the launcher's checks found it
-    trainer: Optional[Dict[str, object]] = None
+    trainer: Optional[TrainerChecks] = None
     # cpu, one host: the shared-memory allreduce's directory (LAUNCH_SHM_DIR); removed after the job
     shm_dir: Optional[str] = None
 
