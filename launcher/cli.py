@@ -104,8 +104,9 @@ def build_parser():
                        help="cpu/gpu: seconds before a collective op fails (default %g)"
                             % plan_mod.DEFAULT_COLLECTIVE_TIMEOUT)
     multi.add_argument("--shm-allreduce", choices=("on", "off"), default="on",
-                       help="cpu, every rank on this host: average the gradients through shared memory "
-                            "(/dev/shm) instead of TensorFlow's collective ops; default on")
+                       help="cpu, every rank on this host: the trainer's collectives go through shared "
+                            "memory (/dev/shm) instead of a gRPC server and TensorFlow's collective ops; "
+                            "default on")
     return flags.accept_underscores(parser)
 
 
