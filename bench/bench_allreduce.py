@@ -37,18 +37,17 @@ def worker(args):
     with tf.Graph().as_default() as graph:
         sess = tf.compat.v1.Session(backend.session_target(), graph=graph, config=backend.session_config())
         cases = []
-        for transport in args.transports:             # one per worker pair (shared memory has no server)
-            for size_mb in args.sizes_mb:
-                for dtype in args.dtypes:
-                    count = int(size_mb * 1024 * 1024 / tf.as_dtype(dtype).size)
-                    var = tf.Variable(tf.random.uniform([count], seed=rank), dtype=tf.float32)
-                    value = tf.cast(var.read_value(), dtype)
-                    if transport == "shm":
-                        backend._shm_last = None       # each op timed alone: no chain to the previous one
-                        op = backend._shm_reduce(value, True)  # what a gradient bucket does on one host
-                    else:
-                        op = backend._reduce(value, "Div")  # what a gradient bucket does across hosts
-                    cases.append((transport, size_mb, dtype, count * tf.as_dtype(dtype).size, tf.group(op)))
+        for size_mb in args.sizes_mb:
+            for dtype in args.dtypes:
+                count = int(size_mb * 1024 * 1024 / tf.as_dtype(dtype).size)
+                var = tf.Variable(tf.random.uniform([count], seed=rank), dtype=tf.float32)
+                value = tf.cast(var.read_value(), dtype)
+                if args.transport == "shm":
+                    backend._shm_last = None           # each op timed alone: no chain to the previous one
+                    op = backend._shm_reduce(value, True)  # what a gradient bucket does on one host
+                else:
+                    op = backend._reduce(value, "Div")  # what a gradient bucket does across hosts
+                cases.append((args.transport, size_mb, dtype, count * tf.as_dtype(dtype).size, tf.group(op)))
         sess.run(tf.compat.v1.global_variables_initializer())
         for transport, size_mb, dtype, nbytes, op in cases:
             for _ in range(3):
@@ -85,7 +84,7 @@ def run_pair(args, transport):
             env["LAUNCH_SHM_DIR"] = os.path.join(out, "shm")
         argv_worker = [sys.executable, os.path.abspath(__file__), "--worker", "--out", out,
                        "--repeats", str(args.repeats), "--sizes-mb"] + [str(s) for s in args.sizes_mb] + \
-                      ["--dtypes"] + list(args.dtypes) + ["--transports", transport]
+                      ["--dtypes"] + list(args.dtypes) + ["--transport", transport]
         procs.append(subprocess.Popen(argv_worker, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE))
     for proc in procs:
@@ -117,6 +116,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--transports", nargs="+", choices=("ring", "shm"), default=["ring", "shm"])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--transport", help=argparse.SUPPRESS)  # a worker pair's one transport
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

@@ -79,11 +79,8 @@ def _pairs(items, kind=float):
     return result
 
 
-def cpu_efficiency(compute, nbytes, alpha, beta, collectives=1, hidden=0.0, ceiling=1.0, overhead=0.0):
-    """2 workers on CPU: T_c / (T_c / C + communication + overhead) (pure). ``beta`` is the transport's
-    fitted bytes per second for the whole allreduce of 2 workers (bench_allreduce.py), so the ring factor
-    2 (N-1) / N (= 1 at N = 2) is already in it."""
-    comm = (collectives * alpha + nbytes / beta) * (1.0 - hidden)
+def cpu_efficiency(compute, comm, ceiling=1.0, overhead=0.0):
+    """On CPU: T_c / (T_c / C + communication + other per-step costs), all in seconds (pure)."""
     return compute / (compute / ceiling + comm + overhead)
 
 
@@ -102,9 +99,10 @@ def cpu_table(args):
         compute = args.batch / single[size]
         alpha, beta = args.alpha_ms / 1e3, args.mb_per_s * 1e6
         ceiling, overhead = ceilings.get(size, 1.0), overheads.get(size, 0.0) / 1e3
-        predicted = cpu_efficiency(compute, nbytes, alpha, beta, args.collectives, args.hidden, ceiling,
-                                   overhead)
-        wire = (args.collectives * alpha + nbytes / beta) * (1.0 - args.hidden)
+        # beta is fitted for the whole allreduce of 2 workers (bench_allreduce.py): the ring factor
+        # 2 (N-1) / N of comm_time is 1 there
+        wire = comm_time(nbytes, 2, alpha, beta, args.collectives) * (1.0 - args.hidden)
+        predicted = cpu_efficiency(compute, wire, ceiling, overhead)
         got = measured.get(size)
         print("  %6d %10.1f/s %8.1f %8.2f %8.1f %8.1f %10.3f %8s%s"
               % (size, single[size], compute * 1e3, ceiling, wire * 1e3, overhead * 1e3, predicted,
