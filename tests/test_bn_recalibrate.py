@@ -10,19 +10,13 @@ import numpy as np
 import pytest
 from helpers import records
 from helpers import trainer_parts as standins
+from helpers.checkpoints import checkpoint_values, latest, model_checksum
 
 from train import bn_recalibrate
 from train.__main__ import main
 
 TINY = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--log-every", "1", "--no-export",
         "--no-eval"]
-
-
-def checkpoint_values(directory):
-    from tfcompat import tf
-    prefix = tf.compat.v1.train.latest_checkpoint(str(directory))
-    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
 def one(values, suffix):
@@ -63,7 +57,7 @@ def test_statistics_describe_the_trained_weights_however_short_the_run(tmp_path)
     # 64 images, a calibration batch of 32: two batches are exactly the training split, once.
     common = ["--data-path", "tiny:4:64:8", "--max-steps", "3", "--bn-momentum", "0.999"]
     assert run(tmp_path / "on", *common) == 0
-    values = checkpoint_values(tmp_path / "on" / "checkpoints")
+    values = checkpoint_values(latest(tmp_path / "on" / "checkpoints"))
     mean, variance = conv_statistics(_conv_kernel(values), 64, 1234 + 7)
     assert np.allclose(one(values, "moving_mean"), mean, rtol=1e-3, atol=1e-5)
     assert np.allclose(one(values, "moving_variance"), variance, rtol=1e-3, atol=1e-5)
@@ -73,7 +67,7 @@ def test_statistics_describe_the_trained_weights_however_short_the_run(tmp_path)
 
     # Off: after 3 steps at decay 0.999 the moving averages still hold almost their initial values.
     assert run(tmp_path / "off", *(common + ["--bn-recalibrate-batches", "0"])) == 0
-    values = checkpoint_values(tmp_path / "off" / "checkpoints")
+    values = checkpoint_values(latest(tmp_path / "off" / "checkpoints"))
     mean, _ = conv_statistics(_conv_kernel(values), 64, 1234 + 7)
     assert np.abs(one(values, "moving_mean")).max() < 0.05 * np.abs(mean).max()
     assert np.allclose(one(values, "moving_variance"), 1.0, atol=0.05)
@@ -103,7 +97,6 @@ def test_two_ranks_checkpoint_the_statistics_they_average_without_recalibration(
     from helpers import free_ports
     from helpers.trainer_job import finish, start_rank
 
-    from train.trainer import weights_checksum
     peers = ",".join("127.0.0.1:%d" % p for p in free_ports(2))
     flags = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--data-path", "tiny:4:64:8",
              "--max-steps", "4", "--save-interval", "2", "--no-export", "--bn-recalibrate-batches", "0"]
@@ -112,7 +105,5 @@ def test_two_ranks_checkpoint_the_statistics_they_average_without_recalibration(
     assert [p.returncode for p in procs] == [0, 0], outputs
     ends = [records(str(tmp_path / str(r) / "metrics.jsonl"), "end")[-1] for r in range(2)]
     assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]
-    values = checkpoint_values(tmp_path / "checkpoints")
-    model = [value for name, value in sorted(values.items())
-             if not name.endswith("/Momentum") and "global_step" not in name]
-    assert weights_checksum(model) == pytest.approx(ends[0]["weights_checksum"], rel=1e-12)
+    assert model_checksum(checkpoint_values(latest(tmp_path / "checkpoints"))) == pytest.approx(
+        ends[0]["weights_checksum"], rel=1e-12)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from helpers import ROOT, records
 from helpers import trainer_parts as standins
+from helpers.checkpoints import checkpoint_values, latest, model_checksum
 from helpers.frozen import run_frozen
 from helpers.trainer_job import WORKER, finish, saved_steps, start_rank, wait_for
 
 from train import optim
 from train.__main__ import main
-from train.trainer import weights_checksum
 
 TINY = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--log-every", "4"]
 
@@ -27,17 +27,6 @@ def run_here(output, *flags):
     """One rank in this process (backend none)."""
     env = {"LAUNCH_OUTPUT_DIR": str(output)}
     return main(TINY + ["--output-dir", str(output)] + list(flags), env=env, parts=standins.parts())
-
-
-def checkpoint_values(prefix):
-    from tfcompat import tf
-    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-
-
-def latest(directory):
-    from tfcompat import tf
-    return tf.compat.v1.train.latest_checkpoint(str(directory))
 
 
 def test_one_worker_learns_evaluates_every_example_once_and_exports(tmp_path):
@@ -169,10 +158,8 @@ def test_two_workers_stay_identical_and_count_each_eval_example_once(two_launche
     assert not os.path.exists(str(out / "1" / "error.json"))
     assert latest(out / "checkpoints").endswith("model.ckpt-12")  # rank 0 wrote it
     # the checkpoint holds the weights both ranks end with, re-estimated statistics included
-    values = checkpoint_values(latest(out / "checkpoints"))
-    model = [value for name, value in sorted(values.items())
-             if not name.endswith("/Momentum") and "global_step" not in name]
-    assert weights_checksum(model) == pytest.approx(ends[0]["weights_checksum"], rel=1e-12)
+    assert model_checksum(checkpoint_values(latest(out / "checkpoints"))) == pytest.approx(
+        ends[0]["weights_checksum"], rel=1e-12)
 
 
 def test_two_workers_through_the_launcher_report_the_global_evaluation(two_launched_workers):
