@@ -43,7 +43,6 @@ def worker(args):
                 var = tf.Variable(tf.random.uniform([count], seed=rank), dtype=tf.float32)
                 value = tf.cast(var.read_value(), dtype)
                 if args.transport == "shm":
-                    backend._shm_last = None           # each op timed alone: no chain to the previous one
                     op = backend._shm_reduce(value, True)  # what a gradient bucket does on one host
                 else:
                     op = backend._reduce(value, "Div")  # what a gradient bucket does across hosts

@@ -201,7 +201,6 @@ class CollectiveBackend(Backend):
             self.device_kind, _supports_attr(tf.raw_ops.CollectiveReduce, "communication_hint"), nccl)
         LOG.info("collectives: %s (%s)", self.communication or "default", reason)
         self.shm = None
-        self._shm_last = None
         if shm_dir and self.device_kind == "cpu" and size > 1:
             self.shm = SharedMemoryAllreduce(rank, size, shm_dir, self.timeout)
             LOG.info("gradients: shared-memory allreduce in %s (every rank on this host)", shm_dir)
@@ -263,7 +262,6 @@ class CollectiveBackend(Backend):
 
     def allreduce_sum(self, tensors):
         tensors = [tf.convert_to_tensor(t) for t in tensors]
-        self._shm_last = None                   # shared memory: this call's buckets chain among themselves
         with tf.compat.v1.name_scope("allreduce_sum"):
             return self._fused(tensors, divide=False)
 
@@ -271,7 +269,6 @@ class CollectiveBackend(Backend):
         """Averages a list of tensors over ranks (None entries stay None); used for gradients."""
         dense = [None if t is None else tf.convert_to_tensor(t) for t in tensors]
         present = [index for index, t in enumerate(dense) if t is not None]
-        self._shm_last = None
         with tf.compat.v1.name_scope("allreduce_gradients"):
             # Last layers' gradients come first in the backward pass: bucket them first.
             order = list(reversed(present))
@@ -284,6 +281,7 @@ class CollectiveBackend(Backend):
     def _fused(self, tensors, divide):
         sizes = [(_num_bytes(t), t.dtype.base_dtype) for t in tensors]
         out = [None] * len(tensors)
+        previous = None                     # shared memory: this call's buckets run one after another
         for bucket in plan_buckets(sizes, self.bucket_bytes):
             parts = [tensors[i] for i in bucket]
             if len(parts) == 1:
@@ -292,7 +290,7 @@ class CollectiveBackend(Backend):
                 flat = tf.concat([tf.reshape(p, [-1]) for p in parts], axis=0)
             dtype = flat.dtype.base_dtype
             if self.shm:
-                total = self._shm_reduce(flat, divide)
+                total = previous = self._shm_reduce(flat, divide, after=previous)
             elif divide and self.wire_dtype and dtype.is_floating and self.wire_dtype != dtype.name:
                 total = tf.cast(self._reduce(tf.cast(flat, self.wire_dtype), "Div"), dtype)
             else:
@@ -305,15 +303,14 @@ class CollectiveBackend(Backend):
                 out[index] = tf.reshape(piece, part.shape.as_list())
         return out
 
-    def _shm_reduce(self, flat, divide):
-        """The sum (or mean) over ranks through shared memory, after this call's previous bucket."""
+    def _shm_reduce(self, flat, divide, after=None):
+        """The sum (or mean) over ranks through shared memory, run after the tensor ``after`` (the same
+        call's previous bucket) when given."""
         self.shm.reserve(_num_bytes(flat))
-        last = self._shm_last
-        with tf.control_dependencies([last] if last is not None and last.graph is flat.graph else []):
+        with tf.control_dependencies([after] if after is not None else []):
             total = tf.numpy_function(self._shm_mean if divide else self._shm_sum, [flat],
                                       flat.dtype.base_dtype, name="shm_allreduce")
         total.set_shape(flat.shape)
-        self._shm_last = total
         return total
 
     def _shm_mean(self, array):
@@ -345,7 +342,6 @@ class CollectiveBackend(Backend):
         values = [var.read_value() for var in floats] + ([counters_to_floats(counters)] if counters else [])
         if self.rank != 0:
             values = [tf.zeros_like(value) for value in values]
-        self._shm_last = None
         with tf.compat.v1.name_scope("broadcast_from_rank0"):
             received = self._fused(values, divide=False)
             ops = [tf.compat.v1.assign(var, value).op for var, value in zip(floats, received)]
