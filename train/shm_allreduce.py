@@ -39,6 +39,10 @@ class TransportError(RuntimeError):
     """The allreduce cannot go on: a peer is gone or silent, or the shared region cannot be made."""
 
 
+def _aligned(nbytes):
+    return -(-int(nbytes) // _ALIGN) * _ALIGN
+
+
 def _socket_path(directory, rank):
     return os.path.join(directory, "r%d.sock" % rank)
 
@@ -54,11 +58,10 @@ class SharedMemoryAllreduce:
         self.capacity = 0
         self.peers = {}
         self._map = None
-        self._mapped = 0
         self._count = 0
 
     def reserve(self, nbytes):
-        self.capacity = max(self.capacity, -(-int(nbytes) // _ALIGN) * _ALIGN)
+        self.capacity = max(self.capacity, _aligned(nbytes))
 
     # -- set-up ------------------------------------------------------------------------------------
     def _connect(self):
@@ -107,8 +110,8 @@ class SharedMemoryAllreduce:
 
     def _region(self, nbytes):
         """The slots (one per rank) of at least ``nbytes`` each, in the shared file, mapped."""
-        per_rank = max(self.capacity, -(-nbytes // _ALIGN) * _ALIGN)
-        if self._map is None or per_rank * self.size > self._mapped:
+        per_rank = max(self.capacity, _aligned(nbytes))
+        if self._map is None or per_rank * self.size > len(self._map):
             if self._map is not None:
                 self._map.close()
             total = per_rank * self.size
@@ -126,7 +129,7 @@ class SharedMemoryAllreduce:
                 self._map = mmap.mmap(fd, total)
             finally:
                 os.close(fd)
-            self._mapped, self.capacity = total, per_rank
+            self.capacity = per_rank
         return per_rank
 
     # -- the collective ------------------------------------------------------------------------------
@@ -167,20 +170,20 @@ class SharedMemoryAllreduce:
                                      % (MARK, other, theirs[1], theirs[2], self._count, nbytes))
 
     def _recv_exact(self, conn, count, other):
+        who = "?" if other is None else other
         data = b""
         while len(data) < count:
             try:
                 chunk = conn.recv(count - len(data))
             except socket.timeout:
                 raise TransportError("%s: rank %s sent nothing within the %gs collective timeout (timed out)"
-                                     % (MARK, "?" if other is None else other, self.timeout)) from None
+                                     % (MARK, who, self.timeout)) from None
             except OSError as error:
                 raise TransportError("%s: lost contact with rank %s (%s)"
-                                     % (MARK, "?" if other is None else other, error.strerror or error)) \
-                    from None
+                                     % (MARK, who, error.strerror or error)) from None
             if not chunk:
                 raise TransportError("%s: lost contact with rank %s (its process ended: connection closed)"
-                                     % (MARK, "?" if other is None else other))
+                                     % (MARK, who))
             data += chunk
         return data
 
