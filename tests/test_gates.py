@@ -104,7 +104,7 @@ def test_py37_gate_catches_newer_python(tree):
 @pytest.mark.parametrize("source, name", PLANTED_NAMES)
 def test_tf_api_gate_catches_names_missing_from_tf115(tf_api_planted, source, name):
     code, out = tf_api_planted
-    rel = planted_path(("names", source, name))
+    rel = planted_path(source)
     assert code == 1, out
     assert name in "\n".join(line for line in out.splitlines() if line.startswith(rel + ":")), (rel, out)
 
@@ -174,11 +174,13 @@ PLANTED_ARGUMENTS = [
 ]
 
 
-def planted_path(case):
-    """Where tf_api_planted put a case: a file of its own, so that one gate run checks every case."""
-    if case[0] == "names":
-        return "models/planted_name_%d.py" % PLANTED_NAMES.index(case[1:])
-    return "data/planted_argument_%d.py" % PLANTED_ARGUMENTS.index(case[1:])
+def planted_path(source):
+    """Where tf_api_planted put the case with this source: a file of its own, so that one gate run checks
+    every case (names under models/, arguments under data/)."""
+    names = [case[0] for case in PLANTED_NAMES]
+    if source in names:
+        return "models/planted_name_%d.py" % names.index(source)
+    return "data/planted_argument_%d.py" % [case[0] for case in PLANTED_ARGUMENTS].index(source)
 
 
 @pytest.fixture(scope="module")
@@ -186,18 +188,17 @@ def tf_api_planted(tmp_path_factory):
     """One run of the TF API gate over a copy with every PLANTED_NAMES and PLANTED_ARGUMENTS case planted
     in a file of its own (each run scans the whole tree); each test reads its own file's lines."""
     root = copy_tree(tmp_path_factory.mktemp("tf_api") / "project")
-    for source, name in PLANTED_NAMES:
-        plant(root, planted_path(("names", source, name)), source)
-    for source, message, signature in PLANTED_ARGUMENTS:
-        plant(root, planted_path(("arguments", source, message, signature)),
-              "from tfcompat import tf\n" + source)
+    for source, _ in PLANTED_NAMES:
+        plant(root, planted_path(source), source)
+    for source, _, _ in PLANTED_ARGUMENTS:
+        plant(root, planted_path(source), "from tfcompat import tf\n" + source)
     return run_gate("tools.check_tf_api", root)
 
 
 @pytest.mark.parametrize("source, message, signature", PLANTED_ARGUMENTS)
 def test_tf_api_gate_catches_arguments_missing_from_tf115(tf_api_planted, source, message, signature):
     code, out = tf_api_planted
-    rel = planted_path(("arguments", source, message, signature))
+    rel = planted_path(source)
     assert code == 1, out
     lines = [line for line in out.splitlines() if line.startswith(rel + ":")]
     assert len(lines) == 1, (rel, out)
