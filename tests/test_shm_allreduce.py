@@ -20,26 +20,21 @@ sys.path.insert(0, os.path.dirname(SHM_WORKER))
 import shm_worker  # noqa: E402  (its cases and inputs, to compute what every rank must get)
 
 
-def start(rank, size, directory, timeout, mode, out):
-    return subprocess.Popen([sys.executable, SHM_WORKER, str(rank), str(size), str(directory), str(timeout),
+def start(reap, rank, size, directory, timeout, mode, out):
+    """One rank of shm_worker.py; conftest's `reap` ends it if the test does not."""
+    proc = subprocess.Popen([sys.executable, SHM_WORKER, str(rank), str(size), str(directory), str(timeout),
                              mode, str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
+    reap.append(proc)
+    return proc
 
 
 def finish(procs, timeout=60):
-    outputs = []
-    for proc in procs:
-        try:
-            outputs.append(proc.communicate(timeout=timeout)[0])
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return outputs
+    return [proc.communicate(timeout=timeout)[0] for proc in procs]
 
 
-def test_three_ranks_get_the_same_bytes_the_sum_in_rank_order(tmp_path):
-    procs = [start(rank, 3, tmp_path / "shm", 30, "sums", tmp_path) for rank in range(3)]
+def test_three_ranks_get_the_same_bytes_the_sum_in_rank_order(tmp_path, reap):
+    procs = [start(reap, rank, 3, tmp_path / "shm", 30, "sums", tmp_path) for rank in range(3)]
     outputs = finish(procs)
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     got = [np.load(str(tmp_path / ("rank_%d.npz" % rank))) for rank in range(3)]
@@ -56,15 +51,11 @@ def test_three_ranks_get_the_same_bytes_the_sum_in_rank_order(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["die", "hang"])
-def test_a_lost_peer_fails_the_survivor_naming_it(tmp_path, mode):
+def test_a_lost_peer_fails_the_survivor_naming_it(tmp_path, reap, mode):
     timeout = 2.0
-    procs = [start(0, 2, tmp_path / "shm", timeout, "survive", tmp_path),
-             start(1, 2, tmp_path / "shm", timeout, mode, tmp_path)]
-    try:
-        outputs = finish(procs[:1])
-    finally:
-        procs[1].kill()
-        finish(procs[1:])
+    procs = [start(reap, 0, 2, tmp_path / "shm", timeout, "survive", tmp_path),
+             start(reap, 1, 2, tmp_path / "shm", timeout, mode, tmp_path)]
+    outputs = finish(procs[:1])                 # the hanging rank 1 is reap's to end
     assert procs[0].returncode == 3, outputs
     elapsed, message = (tmp_path / "survivor.txt").read_text().split("\n", 1)
     assert message.startswith(MARK) and "rank 1" in message
@@ -80,8 +71,8 @@ def test_a_lost_peer_fails_the_survivor_naming_it(tmp_path, mode):
     assert ("no reply within the 2s collective timeout" in line) == (mode == "hang")
 
 
-def test_ranks_whose_code_went_different_ways_fail_instead_of_summing_unrelated_arrays(tmp_path):
-    procs = [start(rank, 2, tmp_path / "shm", 30, "diverge", tmp_path) for rank in range(2)]
+def test_ranks_whose_code_went_different_ways_fail_instead_of_summing_unrelated_arrays(tmp_path, reap):
+    procs = [start(reap, rank, 2, tmp_path / "shm", 30, "diverge", tmp_path) for rank in range(2)]
     outputs = finish(procs)
     assert [p.returncode for p in procs] == [3, 3], outputs
     assert "rank 1 is at another allreduce (its number 1 of 4004 bytes, this rank's number 1 of 4000 bytes)" \
