@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import records
 from helpers import trainer_parts as standins
-from helpers.checkpoints import checkpoint_values, latest, model_checksum
+from helpers.checkpoints import checkpoint_values, latest
 
 from train import bn_recalibrate
 from train.__main__ import main
@@ -87,23 +87,3 @@ def test_bad_flag_values_are_one_line_errors(tmp_path, capsys):
     assert run(tmp_path, "--data-path", "tiny:4:64:8", "--bn-momentum", "1.5") == 2
     assert "--bn-momentum must be in [0, 1)" in capsys.readouterr().err
     assert not os.path.exists(str(tmp_path / "checkpoints"))
-
-
-@pytest.mark.slow
-def test_two_ranks_checkpoint_the_statistics_they_average_without_recalibration(tmp_path):
-    """The last step is also a checkpoint step: the checkpoint is written again once the statistics are
-    settled (here averaged over ranks), so it holds the weights both ranks end with. With re-estimated
-    statistics (the default) test_trainer's two-rank run checks the same."""
-    from helpers import free_ports
-    from helpers.trainer_job import finish, start_rank
-
-    peers = ",".join("127.0.0.1:%d" % p for p in free_ports(2))
-    flags = ["--model", "tiny", "--image-size", "32", "--batch-size", "16", "--data-path", "tiny:4:64:8",
-             "--max-steps", "4", "--save-interval", "2", "--no-export", "--bn-recalibrate-batches", "0"]
-    procs = [start_rank(tmp_path, rank, 2, peers, flags) for rank in range(2)]
-    outputs = [finish(p) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    ends = [records(str(tmp_path / str(r) / "metrics.jsonl"), "end")[-1] for r in range(2)]
-    assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]
-    assert model_checksum(checkpoint_values(latest(tmp_path / "checkpoints"))) == pytest.approx(
-        ends[0]["weights_checksum"], rel=1e-12)

@@ -9,7 +9,8 @@ import sys
 import zlib
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, records
+from helpers.checkpoints import checkpoint_values, latest, model_checksum
 
 KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS", "TrainingTime",
         "TrainAccuracy", "ActualLoss", "E2ETrainingTime"]
@@ -102,10 +103,15 @@ def test_full_1p_trains_on_cpu_and_writes_the_modelzoo_files(tiny_folder, tmp_pa
 
 @pytest.mark.slow
 def test_full_8p_runs_rank_size_workers_on_cpu(tiny_folder, tmp_path):
-    # --no_export: the export is the trainer's (test_predict); rank 0 would spend a third of its time on it
+    # --no_export: the export is the trainer's (test_predict); rank 0 would spend a third of its time on it.
+    # The same run checks the BN statistics without re-estimation (--bn_recalibrate_batches=0): averaged
+    # over the ranks, and as the last step is also a checkpoint step (--save_interval=2), the checkpoint is
+    # written again once they are settled, so it holds the weights both ranks end with. (With re-estimated
+    # statistics, the default, test_trainer's two-rank run checks the same.)
     result = run_script("train_full_8p.sh", ["--data_path=" + tiny_folder, "--rank_size=2", "--epochs=1",
                                              "--output_dir=" + str(tmp_path), "--network=Tiny",
-                                             "--no_export"] + TINY,
+                                             "--no_export", "--bn_recalibrate_batches=0",
+                                             "--save_interval=2"] + TINY,
                         cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "running on CPU with 2 worker" in result.stdout
@@ -114,6 +120,12 @@ def test_full_8p_runs_rank_size_workers_on_cpu(tiny_folder, tmp_path):
     for device in ("0", "1"):
         assert (tmp_path / device / ("train_%s.log" % device)).is_file()
         assert summary_fields((tmp_path / device / "Tiny_bs4_2p_acc.log").read_text()) == fields
+    ends = [records(str(tmp_path / device / "metrics.jsonl"), "end")[-1] for device in ("0", "1")]
+    assert [end["step"] for end in ends] == [2, 2]
+    assert not records(str(tmp_path / "0" / "metrics.jsonl"), "bn_recalibrate")
+    assert ends[0]["weights_checksum"] == ends[1]["weights_checksum"]
+    assert model_checksum(checkpoint_values(latest(tmp_path / "checkpoints"))) == pytest.approx(
+        ends[0]["weights_checksum"], rel=1e-12)
 
 
 # the cheapest real model to build for the two-rank run; the one-rank run also checks the script's
@@ -134,17 +146,27 @@ def check_perf_run(result, out, scratch, ranks, end_step, network):
     return records
 
 
-@pytest.mark.slow
-def test_performance_8p_runs_a_bounded_fresh_run(tiny_folder, tmp_path):
-    # modelzoo_common.sh decides the devices from PLACES and the run from MODE, independently: the
-    # two-rank path is test_full_8p's; this run is the 8p script's (devices 0-0) in performance mode
+def test_performance_8p_plans_a_bounded_fresh_run_on_device_0(tiny_folder, tmp_path):
+    # modelzoo_common.sh decides the devices from PLACES and the run from MODE, independently. A bounded
+    # performance run really runs in test_performance_1p (the same MODE), the two-rank path in
+    # test_full_8p (the same PLACES); here the launcher's --dry-run (passed on like any further option)
+    # shows what the 8p script asks for in performance mode, and nothing starts.
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    args = ["--data_path=" + tiny_folder, "--output_dir=" + str(tmp_path / "out"), "--max_step=2",
-            "--rank_size=1", "--model=mobilenetv3_small"] + PERF
+    out = tmp_path / "out"
+    args = ["--data_path=" + tiny_folder, "--output_dir=" + str(out), "--max_step=2", "--rank_size=1",
+            "--model=mobilenetv3_small", "--dry-run"] + PERF
     result = run_script("train_performance_8p.sh", args, cwd=ROOT, env_extra={"TMPDIR": str(scratch)})
-    check_perf_run(result, tmp_path / "out", scratch, 1, 2, "MobileNetV3-Small")
-    assert json.loads((tmp_path / "out" / "launch.json").read_text())["ranks"][0]["device"] == "0"
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = json.loads((out / "launch.json").read_text())
+    assert [(rank["rank"], rank["device"]) for rank in plan["ranks"]] == [(0, "0")]
+    argv = plan["ranks"][0]["argv"]
+    assert "--max_step=2" in argv and "--no-eval" in argv and "--no-export" in argv
+    assert argv[argv.index("--resume") + 1] == "never"
+    kept = [arg for arg in argv if arg.startswith("--checkpoint_dir=")]
+    assert len(kept) == 1 and kept[0].startswith("--checkpoint_dir=" + str(scratch))
+    assert os.listdir(str(scratch)) == []        # the scratch directory is removed when the script ends
+    assert not (out / "0" / "metrics.jsonl").exists() and not summary_fields(result.stdout)
 
 
 @pytest.mark.slow
