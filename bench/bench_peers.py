@@ -25,7 +25,10 @@ pinned; ``@inter=2``: 2 inter-op threads), to measure one lever at a time agains
 ``ours xN alone`` (with --ceiling) runs N one-worker jobs of ours at the same time, each pinned to its core
 and talking to nobody: what N workers can compute on this machine when nothing is communicated (shared
 caches, memory bandwidth, a hypervisor's vCPUs). ``xN / alone`` then isolates what the communication costs
-from what the machine costs.
+from what the machine costs. Those jobs log every step, and ``ours xN lockstep`` is what N workers that wait
+for each other at every step but communicate for free would get on the same cores: N x batch x steps / the
+sum over steps of the slowest job's step time (step i of each job, timed on its own core). A synchronous
+trainer cannot beat it; where cores run at different speeds (a hypervisor's vCPUs), it is below ``alone``.
 
     .venv/bin/python bench/bench_peers.py --image-size 128 --batch-size 32 --workers 2 --rounds 3
 """
@@ -46,6 +49,7 @@ from bench.ports import free_ports  # noqa: E402
 from contract.worker_env import WorkerEnv  # noqa: E402
 
 CLASSES = 10
+LOCKSTEP = "ours x%d lockstep"
 
 
 # --- workers (each runs in its own process) ------------------------------------------------------------
@@ -155,18 +159,18 @@ def parse_variant(text):
     return name.strip(), flags, placement
 
 
-def ours_argv(args, out, steps_flags):
+def ours_argv(args, out, steps_flags, log_every=None):
     # The trainer times windows of --log-every steps and reports the rate without the first one (warm-up).
     return [sys.executable, "-m", "train", "--model", "mobilenetv3_small",
             "--data-path", "synthetic:%d" % CLASSES, "--batch-size", str(args.batch_size),
-            "--image-size", str(args.image_size),
-            "--max-steps", str(2 * args.steps), "--log-every", str(args.steps), "--no-eval", "--no-export",
+            "--image-size", str(args.image_size), "--max-steps", str(2 * args.steps),
+            "--log-every", str(log_every or args.steps), "--no-eval", "--no-export",
             "--save-every-epochs", "0", "--output-dir", out] + steps_flags
 
 
 def run_job(kind, size, args, flags=(), placement=None):
     """Start ``size`` workers of ``kind`` (ours, mwms, torch; alone: ``size`` one-worker jobs of ours at
-    once), wait, return the images/s of all workers together."""
+    once), wait, return (the images/s of all workers together, the lockstep bound for `alone` or None)."""
     placement = placement or {}
     out = tempfile.mkdtemp(prefix="bench_peers_")
     ports = free_ports(size + 1)
@@ -190,7 +194,7 @@ def run_job(kind, size, args, flags=(), placement=None):
                                  else os.path.join(out, "shm"),
                                  intra_threads=threads, inter_threads=inter,
                                  output_dir=job_out, rank_dir=os.path.join(out, str(rank))).to_env())
-            argv = ours_argv(args, job_out, list(flags))
+            argv = ours_argv(args, job_out, list(flags), log_every=1 if alone else None)
         else:
             python = args.torch_python if kind == "torch" else sys.executable
             argv = [python, os.path.abspath(__file__), "--side", kind, "--rank", str(rank),
@@ -216,16 +220,33 @@ def run_job(kind, size, args, flags=(), placement=None):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    if kind == "alone":
+        return alone_rates(out, size, args)
     rates = []
     for rank in range(size):
-        if kind in ("ours", "alone"):
+        if kind == "ours":
             with open(os.path.join(out, str(rank), "metrics.jsonl")) as handle:
                 ends = [json.loads(line) for line in handle if '"end"' in line]
             rates.append(float(ends[-1]["images_per_sec"]))
         else:
             with open(os.path.join(out, "result_%d.json" % rank)) as handle:
                 rates.append(json.load(handle)["images_per_sec"])
-    return sum(rates)
+    return sum(rates), None
+
+
+def alone_rates(out, size, args):
+    """(the jobs' images/s together, the lockstep bound) from the per-step times of the timed steps."""
+    times = []
+    for rank in range(size):
+        with open(os.path.join(out, str(rank), "metrics.jsonl")) as handle:
+            rows = [json.loads(line) for line in handle if '"event": "train"' in line]
+        times.append([row["step_time"] for row in rows if row["step"] > args.steps])
+    steps = min(len(each) for each in times)
+    if steps < args.steps:
+        raise SystemExit("alone: %d timed steps logged, expected %d" % (steps, args.steps))
+    together = sum(args.batch_size * steps / sum(each[:steps]) for each in times)
+    lockstep = size * args.batch_size * steps / sum(max(each[i] for each in times) for i in range(steps))
+    return together, lockstep
 
 
 def torch_available(python):
@@ -295,9 +316,13 @@ def main(argv=None):
     for round_index in range(args.rounds):
         shift = round_index % len(configs)
         for label, kind, size, flags, placement in configs[shift:] + configs[:shift]:
-            rate = run_job(kind, size, args, flags, placement)
+            rate, lockstep = run_job(kind, size, args, flags, placement)
             runs[label].append(rate)
             print("  round %d %-24s %8.1f images/s" % (round_index + 1, label, rate), flush=True)
+            if lockstep is not None:
+                runs.setdefault(LOCKSTEP % size, []).append(lockstep)
+                print("  round %d %-24s %8.1f images/s" % (round_index + 1, LOCKSTEP % size, lockstep),
+                      flush=True)
     report(args, configs, runs)
     return 0
 
@@ -306,7 +331,7 @@ def report(args, configs, runs):
     median = {label: statistics.median(values) for label, values in runs.items()}
     n = args.workers
     print("medians of %d rounds (images/s, all workers together):" % args.rounds)
-    for label, _, _, _, _ in configs:
+    for label in runs:
         rounds = " ".join("%.1f" % v for v in runs[label])
         print("  %-24s %8.1f   (rounds %s)" % (label, median[label], rounds))
     print("scaling efficiency (x%d / (%d x x1)):" % (n, n))
@@ -322,6 +347,12 @@ def report(args, configs, runs):
         for label, kind, _, _, _ in configs:
             if kind == "ours" and label.startswith("ours x%d" % n):
                 print("  %-24s %8.2f" % (label, median[label] / alone))
+        lockstep = median[LOCKSTEP % n]
+        print("  %-24s %8.2f" % (LOCKSTEP % n, lockstep / alone))
+        print("against the lockstep bound (the same cores, waiting for each other, no communication):")
+        for label, kind, _, _, _ in configs:
+            if kind == "ours" and label.startswith("ours x%d" % n):
+                print("  %-24s %8.2f" % (label, median[label] / lockstep))
     for peer in args.peers:
         if peer == "ours":
             continue
