@@ -5,6 +5,7 @@ block; a launcher stopped by Ctrl-C, SIGTERM or SIGHUP ends every worker first a
 """
 import argparse
 import os
+import shutil
 import signal
 import sys
 import textwrap
@@ -107,6 +108,9 @@ def build_parser():
                        help="cpu, every rank on this host: the trainer's collectives go through shared "
                             "memory (/dev/shm) instead of a gRPC server and TensorFlow's collective ops; "
                             "default on")
+    multi.add_argument("--shm-root", metavar="DIR", default=None,
+                       help="cpu, --shm-allreduce on: where its files go, a RAM-backed directory (default "
+                            "/dev/shm; another tmpfs when a container's /dev/shm is small)")
     return flags.accept_underscores(parser)
 
 
@@ -160,6 +164,18 @@ def parse(argv):
         for key in ("model", "data_path", "batch_size", "epochs"):
             options[key] = getattr(trainer, key)
     return options
+
+
+def shm_path(options, facts_mod):
+    """Where the shared-memory allreduce's directory may go: --shm-root, which must be a writable
+    directory, else /dev/shm (used only if it is one)."""
+    path = options.get("shm_root")
+    if path is None:
+        return facts_mod.DEFAULT_SHM_ROOT
+    path = os.path.abspath(path)
+    if facts_mod.shm_root(path) is None:
+        raise LaunchError("--shm-root %s is not a writable directory" % path)
+    return path
 
 
 def parse_trainer(argv):
@@ -290,7 +306,7 @@ def main(argv=None, out=None, err=None):
         if options["list_models"]:
             return list_models(out)
         from launcher import facts as facts_mod
-        facts = facts_mod.gather(options["backend"])
+        facts = facts_mod.gather(options["backend"], shm_path(options, facts_mod))
         plan = prepare(options, facts, err)
         if options["dry_run"]:
             data_notes(plan.trainer, err)
@@ -312,6 +328,14 @@ def main(argv=None, out=None, err=None):
             pass
         err.write("launcher: stdout was closed; every worker was ended\n")
         return EXIT_FAILED
+
+
+def hold_shm_dir(plan, err):
+    """Free what killed launchers left in /dev/shm (it is RAM), then make and lock this job's directory."""
+    for path in files.stale_shm_dirs(os.path.dirname(plan.shm_dir)):
+        shutil.rmtree(path, ignore_errors=True)
+        err.write("launcher: removed %s: left by a launcher that was killed\n" % path)
+    return files.hold_shm_dir(plan.shm_dir)
 
 
 def run(plan, options, facts, out, err):
@@ -355,10 +379,13 @@ def run(plan, options, facts, out, err):
 
     err.write("launcher: job %s: %d rank(s) on %s, logs in %s\n"
               % (plan.job_id, plan.local_size, plan.backend, plan.node_dir))
+    lock = hold_shm_dir(plan, err) if plan.shm_dir else None
     try:
         result = supervise.run_job(plan, facts["environ"], on_tick, on_attempt_end, on_restart)
     finally:
         files.remove_shm_dir(plan)
+        if lock:
+            lock.close()
     if result.status == "ok":
         return _success(plan, result, started, out, err, options.get("plot") != "off")
     if result.status == "interrupted":

@@ -64,9 +64,11 @@ def ports_in_use():
         return []
 
 
-def shm_root():
-    """Where the shared-memory gradient allreduce can put its files (/dev/shm), or None."""
-    path = "/dev/shm"
+DEFAULT_SHM_ROOT = "/dev/shm"
+
+
+def shm_root(path=DEFAULT_SHM_ROOT):
+    """Where the shared-memory gradient allreduce can put its files (/dev/shm, or --shm-root), or None."""
     return path if os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK) else None
 
 
@@ -99,7 +101,7 @@ def ascend_facts(environ, wanted):
     return len(given), list(chosen or given)
 
 
-def gather(backend="auto"):
+def gather(backend="auto", shm_path=DEFAULT_SHM_ROOT):
     """Every fact the plan reads, as one dict (see launcher.plan.make_plan)."""
     environ = dict(os.environ)
     count, visible = ascend_facts(environ, backend in ("auto", "npu"))
@@ -110,5 +112,5 @@ def gather(backend="auto"):
         "gpu_visible": gpu_visible(environ) if backend in ("auto", "gpu") else [],
         "ports_in_use": ports_in_use() if backend != "npu" else [],
         "python": sys.executable, "pid": os.getpid(), "time": time.time(), "cwd": os.getcwd(),
-        "shm_root": shm_root() if backend in ("auto", "cpu") else None,
+        "shm_root": shm_root(shm_path) if backend in ("auto", "cpu") else None,
     }

@@ -1,8 +1,10 @@
 """What a launch writes before anything starts: rank directories, launch.json, per-rank env files and run
 scripts, the rank table; and the rule that a second run never silently overwrites the first one's files."""
+import fcntl
 import os
 import shlex
 import shutil
+import stat
 
 import jinja2
 
@@ -10,6 +12,7 @@ from contract import atomic
 from contract.records import to_json
 from launcher import cores as cores_mod
 from launcher.errors import LaunchError
+from launcher.plan import SHM_DIR_PREFIX
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
@@ -39,6 +42,53 @@ def make_dirs(plan):
     except OSError as error:
         raise LaunchError("cannot write to %s (%s): choose another --output-dir"
                           % (path, getattr(error, "strerror", None) or error)) from None
+
+
+SHM_LOCK = "launcher.lock"  # held by the launcher that made the directory, for as long as it runs
+
+
+def hold_shm_dir(path):
+    """Create the shared-memory allreduce's directory with a lock file this launcher holds while it runs;
+    returns the open lock file (closing it, or this process ending in any way, releases the lock). The
+    directory is made under a hidden name and renamed once locked, so no other launcher ever sees it
+    unlocked."""
+    hidden = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
+    shutil.rmtree(hidden, ignore_errors=True)
+    try:
+        os.makedirs(hidden, mode=0o700)
+        lock = open(os.path.join(hidden, SHM_LOCK), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        shutil.rmtree(path, ignore_errors=True)   # this launcher's own name (its pid): an old leftover
+        os.rename(hidden, path)
+    except OSError as error:
+        raise LaunchError("cannot create %s for the shared-memory allreduce (%s); run with "
+                          "--shm-allreduce off" % (path, error.strerror or error)) from None
+    return lock
+
+
+def stale_shm_dirs(root):
+    """The shared-memory directories in ``root`` that killed launchers left behind (SIGKILL, the OOM
+    killer: no cleanup ran): named by launcher.plan, owned by this user, with a lock file nobody holds.
+    A lock, not the pid in the name: a launcher in another PID namespace sharing /dev/shm is alive
+    although its pid is unknown here. Nothing uses such a directory: a launcher's workers die with it."""
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            info = os.lstat(path)
+            if not name.startswith(SHM_DIR_PREFIX) or info.st_uid != os.geteuid() or \
+                    not stat.S_ISDIR(info.st_mode):
+                continue
+            with open(os.path.join(path, SHM_LOCK)) as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)    # released when closed
+        except OSError:    # gone, not ours, no lock file (an older launcher's), or held: a live launcher's
+            continue
+        found.append(path)
+    return found
 
 
 def remove_shm_dir(plan):

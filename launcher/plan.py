@@ -349,7 +349,10 @@ def _shm_dir(args, facts, backend, nnodes, world, job_id):
         return None
     if (args.get("shm_allreduce") or "on") != "on":
         return None
-    return os.path.join(facts["shm_root"], "launcher-%s-%s" % (job_id, facts.get("pid")))
+    return os.path.join(facts["shm_root"], "%s%s-%s" % (SHM_DIR_PREFIX, job_id, facts.get("pid")))
+
+
+SHM_DIR_PREFIX = "launcher-"  # <shm root>/launcher-<job id>-<the launcher's pid>
 
 
 def _met_hosts(args, met):

@@ -202,3 +202,56 @@ def test_a_second_job_on_the_host_avoids_the_first_jobs_ports(tmp_path):
     first = json.loads((first_out / "launch.json").read_text())["peers"]
     second = json.loads((second_out / "launch.json").read_text())["peers"]
     assert len(first) == len(second) == 2 and not set(first) & set(second)
+
+
+def test_a_killed_launchers_shared_memory_is_freed_by_the_next_launcher_but_a_live_ones_is_kept(tmp_path):
+    """A launcher removes its shared-memory directory (RAM, under /dev/shm) when the job ends; one killed
+    before it could (SIGKILL, the OOM killer) leaves it behind. The next launcher frees such a directory,
+    never a running launcher's: each holds a lock in its own (a pid could be another namespace's). The
+    jobs share a --shm-root of this test's, so no other launcher on the host takes part."""
+    root = tmp_path / "shm"
+    root.mkdir()
+
+    def job(name, *worker):
+        out = tmp_path / name
+        argv = launcher_argv(out, "--devices", "2", "--shm-root", str(root), "--plot", "off", worker=worker)
+        return out, subprocess.Popen(argv, cwd=str(tmp_path), env=env(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+
+    first_out, first = job("first", "--forever")
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not all((first_out / str(d) / "seen_env.json").exists()
+                                                 for d in (0, 1)):
+            time.sleep(0.05)
+        shm_dir = json.loads((first_out / "launch.json").read_text())["shm_dir"]
+        assert os.path.dirname(shm_dir) == str(root) and seen(first_out, 0)["LAUNCH_SHM_DIR"] == shm_dir
+        assert os.path.isdir(shm_dir)
+
+        second_out, second = job("second", "--steps", "1")
+        assert second.wait(timeout=60) == 0, second.stderr.read().decode()
+        assert os.path.isdir(shm_dir), "a running launcher's directory was removed"
+        assert os.listdir(str(root)) == [os.path.basename(shm_dir)]     # the second's own is gone too
+
+        pids = worker_pids(first_out, (0, 1))
+        first.kill()
+        first.wait(timeout=30)
+        assert_all_gone(pids)                     # the workers die with their launcher (PR_SET_PDEATHSIG)
+        assert os.path.isdir(shm_dir)             # no cleanup ran in a SIGKILLed launcher
+        _, third = job("third", "--steps", "1")
+        _, err = third.communicate(timeout=60)
+        assert third.returncode == 0, err.decode()
+        assert "launcher: removed %s: left by a launcher that was killed" % shm_dir in err.decode()
+        assert os.listdir(str(root)) == []
+    finally:
+        for proc in (first,):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_shm_root_that_is_not_a_writable_directory_is_one_line(tmp_path):
+    code, _, err, out = launch(tmp_path, "--devices", "2", "--shm-root", str(tmp_path / "nowhere"))
+    assert code == 2 and err.strip().splitlines() == [
+        "launcher: error: --shm-root %s is not a writable directory" % (tmp_path / "nowhere")]
+    assert not out.exists()
