@@ -124,12 +124,12 @@ def test_mistakes_are_one_line_and_exit_2(job, tmp_path):
 
 def test_the_command_line(job):
     image = os.path.join(job["data"], "validation", "face")
-    proc = subprocess.run([sys.executable, "-m", "train.predict", os.path.join(job["out"], "checkpoints"),
-                           image, "--top-k", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    code, out, err = run(os.path.join(job["out"], "checkpoints"), image, "--top-k", "1")
+    assert code == 0, err
+    lines = out.splitlines()
     assert len(lines) == len(os.listdir(image)) and all(line.split("\t")[1].split(" ")[0] in
                                                         ("face", "nonface") for line in lines)
+    # python -m train.predict is that main() (a mistake is found before TensorFlow loads: a cheap process)
     proc = subprocess.run([sys.executable, "-m", "train.predict", "nowhere", image], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith("error: model nowhere not found")
