@@ -228,8 +228,9 @@ def test_a_killed_launchers_shared_memory_is_freed_by_the_next_launcher_but_a_li
         assert os.path.dirname(shm_dir) == str(root) and seen(first_out, 0)["LAUNCH_SHM_DIR"] == shm_dir
         assert os.path.isdir(shm_dir)
 
-        second_out, second = job("second", "--steps", "1")
-        assert second.wait(timeout=60) == 0, second.stderr.read().decode()
+        _, second = job("second", "--steps", "1")
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err.decode()
         assert os.path.isdir(shm_dir), "a running launcher's directory was removed"
         assert os.listdir(str(root)) == [os.path.basename(shm_dir)]     # the second's own is gone too
 
@@ -244,10 +245,9 @@ def test_a_killed_launchers_shared_memory_is_freed_by_the_next_launcher_but_a_li
         assert "launcher: removed %s: left by a launcher that was killed" % shm_dir in err.decode()
         assert os.listdir(str(root)) == []
     finally:
-        for proc in (first,):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
 
 
 def test_a_shm_root_that_is_not_a_writable_directory_is_one_line(tmp_path):
