@@ -128,8 +128,8 @@ def test_full_8p_runs_rank_size_workers_on_cpu(tiny_folder, tmp_path):
         ends[0]["weights_checksum"], rel=1e-12)
 
 
-# the cheapest real model to build for the two-rank run; the one-rank run also checks the script's
-# ShuffleNet network name
+# the performance runs' settings (each test names its model: the 1p run checks the script's ShuffleNet
+# network name)
 PERF = ["--batch=4", "--image_size=32", "--learning_rate=0.01"]
 
 
