@@ -42,10 +42,9 @@ def worker(args):
                 count = int(size_mb * 1024 * 1024 / tf.as_dtype(dtype).size)
                 var = tf.Variable(tf.random.uniform([count], seed=rank), dtype=tf.float32)
                 value = tf.cast(var.read_value(), dtype)
-                if args.transport == "shm":
-                    op = backend._shm_reduce(value, True)  # what a gradient bucket does on one host
-                else:
-                    op = backend._reduce(value, "Div")  # what a gradient bucket does across hosts
+                # one tensor is one bucket: what a gradient bucket does, through shared memory on one host
+                # (LAUNCH_SHM_DIR set) or the collective ops across hosts, in the value's own dtype
+                op = backend.allreduce_mean([value])[0]
                 cases.append((args.transport, size_mb, dtype, count * tf.as_dtype(dtype).size, tf.group(op)))
         sess.run(tf.compat.v1.global_variables_initializer())
         for transport, size_mb, dtype, nbytes, op in cases:
