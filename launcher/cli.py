@@ -412,7 +412,7 @@ def start_notes(plan, trainer, err):
             say("launcher: %s holds files from an earlier run; the command decides what to do with them\n"
                 % plan.checkpoint_dir)
     elif trainer.resume == "never" or (trainer.resume not in ("auto", "never") and
-                                          not _inside(trainer.resume, plan.checkpoint_dir)):
+                                       not _inside(trainer.resume, plan.checkpoint_dir)):
         # node 0 moves the shared directories (several nodes may share one output directory)
         for path in (plan.checkpoint_dir, plan.tensorboard_dir) if plan.node_rank == 0 else ():
             if files.has_files(path):
@@ -429,8 +429,7 @@ def start_notes(plan, trainer, err):
         say("launcher: %s the run in %s at step %s of %s (--resume never starts over; the summary covers "
             "the whole run)\n"
             % (what, plan.checkpoint_dir, trainer.resume_step, trainer.total_steps))
-    if trainer and trainer.resume not in ("auto", "never") and _inside(trainer.resume,
-                                                                         plan.checkpoint_dir):
+    if trainer and trainer.resume not in ("auto", "never") and _inside(trainer.resume, plan.checkpoint_dir):
         continuing = True
         say("launcher: continuing from checkpoint %s (step %s of %s)\n"
             % (trainer.resume, trainer.resume_step, trainer.total_steps))

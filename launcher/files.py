@@ -77,11 +77,12 @@ def stale_shm_dirs(root):
         return []
     found = []
     for name in names:
+        if not name.startswith(SHM_DIR_PREFIX):
+            continue
         path = os.path.join(root, name)
         try:
             info = os.lstat(path)
-            if not name.startswith(SHM_DIR_PREFIX) or info.st_uid != os.geteuid() or \
-                    not stat.S_ISDIR(info.st_mode):
+            if info.st_uid != os.geteuid() or not stat.S_ISDIR(info.st_mode):
                 continue
             with open(os.path.join(path, SHM_LOCK)) as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)    # released when closed

@@ -341,6 +341,9 @@ def _collective_layout(args, facts, backend):
                   peers=peers, master=_split_peer(peers[0]), shm_dir=shm_dir)
 
 
+SHM_DIR_PREFIX = "launcher-"  # <shm root>/launcher-<job id>-<the launcher's pid>
+
+
 def _shm_dir(args, facts, backend, nnodes, world, job_id):
     """CPU ranks, all on this host: the trainer averages the gradients through shared memory
     (train/shm_allreduce.py) in a directory of this launcher's own; else None (TF's collective ops). A
@@ -350,9 +353,6 @@ def _shm_dir(args, facts, backend, nnodes, world, job_id):
     if (args.get("shm_allreduce") or "on") != "on":
         return None
     return os.path.join(facts["shm_root"], "%s%s-%s" % (SHM_DIR_PREFIX, job_id, facts.get("pid")))
-
-
-SHM_DIR_PREFIX = "launcher-"  # <shm root>/launcher-<job id>-<the launcher's pid>
 
 
 def _met_hosts(args, met):
