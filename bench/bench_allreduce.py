@@ -14,7 +14,6 @@ on a core that also computes, the CPU time is what the allreduce takes away from
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench.ports import free_ports  # noqa: E402
 
 
 def worker(args):
@@ -67,12 +68,7 @@ def worker(args):
 def run_pair(args, transport):
     """Two pinned workers timing one transport; their results (rank 0's, rank 1's)."""
     out = tempfile.mkdtemp(prefix="bench_allreduce_")
-    socks = [socket.socket() for _ in range(2)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    peers = ",".join("127.0.0.1:%d" % sock.getsockname()[1] for sock in socks)
-    for sock in socks:
-        sock.close()
+    peers = ",".join("127.0.0.1:%d" % port for port in free_ports(2))
     procs = []
     for rank in range(2):
         env = dict(os.environ, RANK_ID=str(rank), RANK_SIZE="2", LAUNCH_BACKEND="cpu", LAUNCH_PEERS=peers,
