@@ -47,6 +47,7 @@ sys.path.insert(0, ROOT)
 
 from bench.ports import free_ports  # noqa: E402
 from contract.worker_env import WorkerEnv  # noqa: E402
+from launcher.metrics import read_records  # noqa: E402
 
 CLASSES = 10
 LOCKSTEP = "ours x%d lockstep"
@@ -225,8 +226,8 @@ def run_job(kind, size, args, flags=(), placement=None):
     rates = []
     for rank in range(size):
         if kind == "ours":
-            with open(os.path.join(out, str(rank), "metrics.jsonl")) as handle:
-                ends = [json.loads(line) for line in handle if '"end"' in line]
+            records = read_records(os.path.join(out, str(rank), "metrics.jsonl"))
+            ends = [record for record in records if record["event"] == "end"]
             rates.append(float(ends[-1]["images_per_sec"]))
         else:
             with open(os.path.join(out, "result_%d.json" % rank)) as handle:
@@ -238,9 +239,9 @@ def alone_rates(out, size, args):
     """(the jobs' images/s together, the lockstep bound) from the per-step times of the timed steps."""
     times = []
     for rank in range(size):
-        with open(os.path.join(out, str(rank), "metrics.jsonl")) as handle:
-            rows = [json.loads(line) for line in handle if '"event": "train"' in line]
-        times.append([row["step_time"] for row in rows if row["step"] > args.steps])
+        rows = read_records(os.path.join(out, str(rank), "metrics.jsonl"))
+        times.append([row["step_time"] for row in rows
+                      if row["event"] == "train" and row["step"] > args.steps])
     steps = min(len(each) for each in times)
     if steps < args.steps:
         raise SystemExit("alone: %d timed steps logged, expected %d" % (steps, args.steps))
