@@ -162,7 +162,7 @@ def resolve(args, facts, hccn_conf=None, detect_chip=None):
         ips = device_ips.read_device_ips(physical, conf or HCCN_CONF, use_hccn_tool=not args.get("hccn_conf"))
         host = args.get("server_id") or server_ip(facts)
         table = build.build_table([(host, [(device, ips[device]) for device in physical])])
-        return table, _only_server(table), None
+        return table, table["server_list"][0], None  # the one server built here
     except rank_table.RankTableError as error:
         raise LaunchError(in_launcher_words(str(error))) from None
 
@@ -188,11 +188,6 @@ def check_physical_legal(logical, physical, chip):
 def write_built_table(table, path):
     """Write a table this launcher built (rank_table.build.write_table)."""
     build.write_table(table, path)
-
-
-def _only_server(table):
-    servers = table.get("server_list") if isinstance(table, dict) else getattr(table, "servers", None)
-    return servers[0]
 
 
 def server_ip(facts):

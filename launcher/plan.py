@@ -48,24 +48,25 @@ def table_job_id(table):
     return numeric_job_id("|".join(sorted(parts)))
 
 
-def _field(obj, name, default=None):
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
+def server_record(server):
+    """One server as a plain dict, ids as ints: a rank_table Server (a table read from a file), or a
+    ``server_list`` entry of the template-1 dict this launcher builds (rank_table.build.build_table)."""
+    if isinstance(server, dict):  # built here: it names no host or container address
+        devices = [{"device_id": int(d["device_id"]), "device_ip": d["device_ip"],
+                    "rank_id": int(d["rank_id"])} for d in server["device"]]
+        server_id, host_ip, container_ip = server["server_id"], None, None
+    else:
+        devices = [{"device_id": int(d.device_id), "device_ip": d.device_ip, "rank_id": int(d.rank_id)}
+                   for d in server.devices]
+        server_id, host_ip, container_ip = server.server_id, server.host_ip, server.container_ip
+    return {"server_id": str(server_id), "host_ip": host_ip, "container_ip": container_ip,
+            "devices": sorted(devices, key=lambda d: d["rank_id"])}
 
 
 def table_servers(table):
-    """A rank table (a RankTable object, or HCCL JSON with server_list/device) as plain dicts, ids as ints."""
-    servers = []
-    raw = _field(table, "servers", None) or _field(table, "server_list", None) or []
-    for server in raw:
-        entries = _field(server, "devices", None) or _field(server, "device", None) or []
-        devices = [{"device_id": int(_field(d, "device_id")), "device_ip": _field(d, "device_ip"),
-                    "rank_id": int(_field(d, "rank_id"))} for d in entries]
-        servers.append({"server_id": str(_field(server, "server_id")), "host_ip": _field(server, "host_ip"),
-                        "container_ip": _field(server, "container_ip"),
-                        "devices": sorted(devices, key=lambda d: d["rank_id"])})
-    return servers
+    """A rank table (a rank_table RankTable, or the template-1 dict built here) as server_record dicts."""
+    return [server_record(server) for server in (table["server_list"] if isinstance(table, dict)
+                                                 else table.servers)]
 
 
 class RankSpec(NamedTuple):
@@ -206,7 +207,7 @@ def _check_worker(args):
 def _checkpoint_dir(args, facts, output_dir):
     """<output>/checkpoints, or the trainer's --checkpoint-dir when given (launcher and ranks agree)."""
     trainer = args.get("trainer")
-    given = getattr(trainer, "checkpoint_dir", None) if trainer is not None else None
+    given = trainer.checkpoint_dir if trainer is not None else None
     return os.path.normpath(os.path.join(facts["cwd"], given)) if given else \
         os.path.join(output_dir, "checkpoints")
 
@@ -409,7 +410,7 @@ def _npu_layout(args, facts, table, local_server):
     if table is None or local_server is None:
         raise LaunchError("internal: the Ascend plan needs the rank table and this server's entry")
     servers = table_servers(table)
-    mine = table_servers({"servers": [local_server]})[0]
+    mine = server_record(local_server)
     node_rank = [s["server_id"] for s in servers].index(mine["server_id"])
     world = sum(len(s["devices"]) for s in servers)
     visible = facts.get("ascend_visible") or []

@@ -240,4 +240,4 @@ def weight_decay_loss(model, weight_decay):
 
 def regularization_loss(model):
     """``weight_decay_loss`` with the weight decay given to ``build``."""
-    return weight_decay_loss(model, getattr(model, "l2_weight_decay", 0.0))
+    return weight_decay_loss(model, model.l2_weight_decay)

@@ -266,9 +266,8 @@ def find_local_server(table, server_id=None, node_rank=None, addresses=None, ide
     if not matches and len(table.servers) == 1:
         return table.servers[0]
     if not matches:
-        known = sorted(addresses | set(x for x in (getattr(identity, "node_ip", None),
-                                                     getattr(identity, "pod_ip", None),
-                                                     getattr(identity, "uid", None)) if x))
+        ids_of_pod = (identity.node_ip, identity.pod_ip, identity.uid) if identity else ()
+        known = sorted(addresses | set(x for x in ids_of_pod if x))
         raise RankTableError("none of this host's addresses or ids (%s) is a server in %s (%s); pass "
                              "--server-id or --node-rank" % (", ".join(known) or "none found", table.source,
                                                              ids))

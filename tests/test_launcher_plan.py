@@ -214,7 +214,7 @@ def test_summary_and_progress_come_from_every_rank(tmp_path):
     spec = [SimpleNamespace(rank=r, device=str(r)) for r in (0, 1)]
     stats = [report.rank_stats(spec[r], tails[r].records, 0.0, 9.0) for r in (0, 1)]
     the_plan = SimpleNamespace(world_size=2, network="net", case="perf", batch_size=None, job_id="1",
-                               backend="cpu", nnodes=1, node_rank=0)
+                               backend="cpu", nnodes=1, node_rank=0, trainer=None, tensorboard_dir=None)
     summary = report.summarize(the_plan, stats, 12.4, 0)
     fields = summary["modelzoo"]
     assert fields["ActualFPS"] == 201.0 and fields["CaseName"] == "net_bs8_2p_perf"

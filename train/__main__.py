@@ -71,8 +71,8 @@ def default_parts(args, env=None, placement=None):
 def backend_flags(args):
     """The trainer's flags that the backend reads (train.backends.make_backend keywords)."""
     flags = {"precision_mode": args.precision_mode, "loss_scale": args.loss_scale,
-             "allreduce_dtype": getattr(args, "allreduce_dtype", None)}
-    bucket_mb = getattr(args, "allreduce_bucket_mb", None)
+             "allreduce_dtype": args.allreduce_dtype}
+    bucket_mb = args.allreduce_bucket_mb
     if bucket_mb is not None:
         flags["bucket_bytes"] = int(bucket_mb * 1024 * 1024)
     return flags

@@ -288,9 +288,9 @@ def debug_dirs(args, rank_dir):
     the rank's directory unless --profiling_dump_path / --over_dump_path / --data_dump_path name one.
     The adapter has one dump_path, so an overflow dump and a data dump share it."""
     plan = {}
-    if getattr(args, "profiling", False):
+    if args.profiling:
         plan["profiling_dir"] = args.profiling_dump_path or os.path.join(rank_dir, "profiling")
-    over, data = bool(getattr(args, "over_dump", False)), bool(getattr(args, "data_dump_flag", False))
+    over, data = bool(args.over_dump), bool(args.data_dump_flag)
     if over or data:
         pairs = ((args.over_dump_path, over), (args.data_dump_path, data))
         given = [path for path, on in pairs if on and path]

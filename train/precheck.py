@@ -105,7 +105,7 @@ def check(args, size, checkpoint_dir):
     info = layout.inspect(args.data_path, label_offset=args.label_offset, num_classes=args.num_classes)
     layout.check_sharding(info, size)
     sched = schedule_plan(info.train_count, args.batch_size, size, args.epochs, args.max_steps,
-                          int(getattr(args, "iterations_per_loop", 1) or 1))
+                          args.iterations_per_loop)
     step = resume_step(args, checkpoint_dir)
     if args.eval_only:
         if not info.eval_count:

@@ -129,7 +129,7 @@ class Graph:
         self.skipped = elements[2] if len(elements) > 2 else tf.constant(0, tf.int64)
         self.model = parts.build_model(args.model, info.num_classes, args.image_size, args.weight_decay,
                                        args.dropout, args.model_options)
-        if getattr(args, "bn_momentum", None) is not None:
+        if args.bn_momentum is not None:
             changed = bn_recalibrate.set_momentum(self.model, args.bn_momentum)
             log.info("BatchNorm momentum %g on %d layers (--bn-momentum)", args.bn_momentum, changed)
         self.head = freeze_backbone(self.model) if args.freeze_backbone else head_layer(self.model)
@@ -168,7 +168,7 @@ class Graph:
             # The values after this update (a fetch of a variable beside train_op may read either value).
             self.step_after = tf.identity(self.global_step.read_value())
             self.applied_after = tf.identity(self.applied_steps.read_value())
-            scale = backend.loss_scale_tensor() if hasattr(backend, "loss_scale_tensor") else None
+            scale = backend.loss_scale_tensor()
             self.scaling = scale is not None
             self.loss_scale = tf.identity(scale) if self.scaling else tf.constant(0.0)
         self.eval_ops = None
@@ -202,7 +202,7 @@ def run(args, placement, parts, metrics):
     tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)  # deprecation notices drown the log
     metrics.phase("build")  # listing a large image folder can take a while: show progress first
     info = parts.inspect_data(args.data_path)
-    loop = int(getattr(args, "iterations_per_loop", 1) or 1)
+    loop = args.iterations_per_loop
     sched = schedule_plan(info.train_count, args.batch_size, placement.size, args.epochs, args.max_steps,
                           loop)
     lr_plan = optim.lr_plan(args, sched.global_batch, sched.steps_per_epoch, sched.total_steps)
@@ -237,17 +237,16 @@ def run(args, placement, parts, metrics):
              info.eval_count,
              sched.global_batch, sched.steps_per_epoch, sched.total_steps, lr_plan.peak)
 
-    if getattr(args, "augment", None):
+    if args.augment:
         log.info("training augmentation %s (--augment), image size %d", args.augment, args.image_size)
     backend = parts.make_backend(args)
-    log.info("%s", backend.describe() if hasattr(backend, "describe") else type(backend).__name__)
+    log.info("%s", backend.describe())
     graph = tf.Graph()
     with graph.as_default(), told_in_one_line(placement):
         set_graph_seed(args.seed)  # the initial weights follow --seed (on TF 2 too)
         summaries, sess = None, None
         try:
-            if hasattr(backend, "start"):
-                backend.start(session_config(placement, backend))  # HCCL up and checked on Ascend
+            backend.start(session_config(placement, backend))  # HCCL up and checked on Ascend
             sess = tf.compat.v1.Session(backend.session_target(), graph=graph,
                                         config=session_config(placement, backend))
             tf.compat.v1.keras.backend.set_session(sess)
@@ -265,7 +264,7 @@ def run(args, placement, parts, metrics):
                 result = {"step": start_step, "status": "ok", "eval_only": True}
                 result.update(_evaluate(sess, g, metrics, start_step))
                 return dict(result, wall_time=round(time.time() - started, 3))
-            loop = loop_plan(sess, g, backend, int(getattr(args, "iterations_per_loop", 1) or 1))
+            loop = loop_plan(sess, g, backend, args.iterations_per_loop)
             result = _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, start_step, loop)
             changed = settle_statistics(sess, g, metrics, result["step"])
             result["weights_checksum"] = weights_checksum(sess.run(g.model.weights))
@@ -338,7 +337,7 @@ def labels_plan(class_names, checkpoint_dir, resume_from, finetune_dir, is_chief
 
 def keep_class_names(args, placement, info, resume_from):
     """Check labels.txt beside the checkpoints (resume) or the fine-tuning source; rank 0 writes it."""
-    names = getattr(info, "class_names", None)
+    names = info.class_names
     finetune_dir = None
     if args.finetune and not resume_from:
         finetune_dir = os.path.dirname(checkpoints.resolve(args.finetune))
@@ -396,10 +395,7 @@ def loop_plan(sess, g, backend, iterations_per_loop):
     """How one loop of N steps runs: on Ascend one sess.run of the adapter's IterationOp (the device
     loops; built after initialisation, it loads its loop variables into the session); elsewhere N
     sess.runs of the train op. Metrics, evaluation and checkpoints come once per loop either way."""
-    if hasattr(backend, "loop_op"):
-        op, per_run = backend.loop_op(sess, g.train_op) if iterations_per_loop > 1 else (g.train_op, 1)
-    else:
-        op, per_run = g.train_op, 1
+    op, per_run = backend.loop_op(sess, g.train_op) if iterations_per_loop > 1 else (g.train_op, 1)
     if iterations_per_loop > 1:
         where = "on the device" if per_run > 1 else "on the host, one sess.run each"
         log.info("iterations per loop %d: %d steps per loop %s; metrics, evaluation and checkpoints once "
@@ -508,7 +504,7 @@ def _loop(sess, g, args, placement, sched, metrics, summaries, run_meta, step, l
 def build_recalibration(args, placement, parts, info, model, backend):
     """The BN re-estimation ops (train.bn_recalibrate) for --bn-recalibrate-batches, or None."""
     planned = bn_recalibrate.plan(info.train_count, placement.size, args.batch_size,
-                                  args.eval_batch_size, getattr(args, "bn_recalibrate_batches", 0))
+                                  args.eval_batch_size, args.bn_recalibrate_batches)
     if planned is None:
         return None
     make = parts.calibration_dataset or parts.train_dataset
@@ -554,7 +550,7 @@ def _export(args, placement, parts, info, step):
         return None
     directory, description = export.export_plan(
         os.path.join(placement.output_dir, "export"), step, args.image_size, info.num_classes,
-        parts.preprocessing(args.image_size), getattr(info, "class_names", None))
+        parts.preprocessing(args.image_size), info.class_names)
 
     def build():
         return parts.build_model(args.model, info.num_classes, args.image_size, args.weight_decay,
