@@ -33,9 +33,13 @@ gates: $(DEV_STAMP)
 # machines) none of them caches the project's bytecode, so each would compile what it imports again:
 # compile it once first, as pip does for installed packages (stale .pyc files are ignored by Python);
 # -x skips hidden directories (.venv, .git).
+# Two passes (tests/conftest.py): every test on TensorFlow's reference CPU kernels (oneDNN off, the same on
+# every host, a sixth less CPU where oneDNN is on), then the few about the host's own kernels (marked
+# host_kernels: oneDNN's grouped convolutions, its ReLU turning NaN into 0) with the host's defaults.
 pytest: $(DEV_STAMP)
 	$(VPY) -m compileall -q -x '/\.' . >/dev/null
 	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest -q --cpu-kernels=host -m host_kernels
 
 demo: $(RUN_STAMP)
 	$(VPY) -m launcher.demo $(DEMO_ARGS)

@@ -15,6 +15,26 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", _threads)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--cpu-kernels", choices=("eigen", "host"), default="eigen",
+        help="eigen (default): TensorFlow's reference CPU kernels (TF_ENABLE_ONEDNN_OPTS=0) in this process "
+             "and every process it starts, the same on every host; tests marked host_kernels are skipped. "
+             "host: the host's default kernels (oneDNN where TensorFlow turns it on), every test runs")
+
+
+def pytest_configure(config):
+    """Choose the CPU kernels before any test module imports TensorFlow (collection comes after this).
+
+    Why eigen by default: on hosts where TensorFlow turns oneDNN on, its graph rewrites and per-shape
+    primitives cost about a sixth of the suite's CPU (it builds hundreds of small graphs: 207 s of pytest
+    instead of 243 s on the 2-core machine, README), and a host without oneDNN (the first one) runs Eigen's
+    anyway, so every host then checks the same numbers. What differs under oneDNN (grouped-convolution kernels, ReLU turning
+    NaN into 0) is in the tests marked host_kernels, which `make test` runs again with --cpu-kernels=host."""
+    if config.getoption("--cpu-kernels") == "eigen":
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+
+
 @pytest.fixture
 def reap():
     """A list to append started subprocesses to: any still running when the test ends is killed and waited
@@ -69,6 +89,12 @@ LONGEST_FIRST = [
 ]
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable sort
+    if config.getoption("--cpu-kernels") == "eigen":
+        later = pytest.mark.skip(reason="about the host's CPU kernels: runs with --cpu-kernels=host "
+                                        "(make test's second pass)")
+        for item in items:
+            if "host_kernels" in item.keywords:
+                item.add_marker(later)

@@ -118,6 +118,7 @@ def test_shufflenet_v1_counter_equals_built_graph():
         assert graph_macs(graph) == count["madds"]
 
 
+@pytest.mark.host_kernels
 def test_shufflenet_v1_split_form_for_tf_1_15_computes_the_same_network(native_grouped):
     from models.shufflenet_v1 import build_shufflenet_v1
     arch = registry.architecture("shufflenetv1", groups=8, scale=0.5)
@@ -156,6 +157,7 @@ def test_output_is_logits_of_the_right_shape(name, options, size, classes):
     assert model.get_layer("classifier").activation is tf.keras.activations.linear  # logits, no softmax
 
 
+@pytest.mark.host_kernels
 def test_grouped_pointwise_native_and_split_give_identical_outputs(native_grouped):
     from models.layers import GroupedPointwiseConv
     rng = np.random.RandomState(0)

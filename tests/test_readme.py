@@ -168,7 +168,10 @@ def every_known_flag():
         known |= help_options(module)
     usage = subprocess.run(["bash", os.path.join(ROOT, "test", "train_full_8p.sh"), "--help"],
                            capture_output=True, text=True, timeout=60).stdout
-    return known | set(LONG_OPTION.findall(usage))
+    # the suite's own pytest options (tests/conftest.py: --cpu-kernels), as pytest lists them
+    suite = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60).stdout
+    return known | set(LONG_OPTION.findall(usage)) | set(LONG_OPTION.findall(suite))
 
 
 def test_every_flag_the_readme_and_docs_name_exists():

@@ -70,6 +70,7 @@ def test_overflow_skipped_steps_count_once_and_are_reported(tmp_path, logged):
     assert any("3 steps so far skipped its update for a gradient overflow" in line for line in logged)
 
 
+@pytest.mark.host_kernels
 def test_without_loss_scaling_the_same_overflow_stops_the_run_at_that_step(tmp_path):
     # The update starting at step 1 is applied with non-finite gradients. The loss need not show it (with
     # oneDNN, ReLU turns the NaN activations into 0 and the loss stays finite), so the gradients are checked.
