@@ -29,8 +29,9 @@ def pytest_configure(config):
     Why eigen by default: on hosts where TensorFlow turns oneDNN on, its graph rewrites and per-shape
     primitives cost about a sixth of the suite's CPU (it builds hundreds of small graphs: 207 s of pytest
     instead of 243 s on the 2-core machine, README), and a host without oneDNN (the first one) runs Eigen's
-    anyway, so every host then checks the same numbers. What differs under oneDNN (grouped-convolution kernels, ReLU turning
-    NaN into 0) is in the tests marked host_kernels, which `make test` runs again with --cpu-kernels=host."""
+    anyway, so every host then checks the same numbers. What differs under oneDNN (grouped-convolution
+    kernels, ReLU turning NaN into 0) is in the tests marked host_kernels, which `make test` runs again
+    with --cpu-kernels=host."""
     if config.getoption("--cpu-kernels") == "eigen":
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
