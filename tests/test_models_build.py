@@ -236,9 +236,7 @@ def test_only_the_classifier_changes_with_the_class_count():
     assert set(shapes[10]) == set(shapes[20])
 
 
-# One model per builder: MobileNetV3-Small goes through the same builder as Large, and trains for real in
-# tests/test_small_data.py (learns the faces) and through the launcher (test_modelzoo_scripts, test_demo).
-@pytest.mark.parametrize("name,options", [("mobilenetv3_large", {"width": 0.5}),
+@pytest.mark.parametrize("name,options", [("mobilenetv3_small", {}), ("mobilenetv3_large", {"width": 0.5}),
                                           ("shufflenetv1", {"groups": 2, "scale": 1.5})])
 def test_a_few_graph_mode_steps_lower_the_loss_and_update_batch_norm(name, options):
     rng = np.random.RandomState(0)
