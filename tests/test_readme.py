@@ -148,11 +148,12 @@ def test_linked_docs_exist():
         assert os.path.exists(os.path.join(ROOT, target)), target
 
 
-# Flags of other tools the docs show beside ours (pip, venv, TensorBoard, torchrun, Ascend's ATC, pytest and
-# pytest-xdist, docker), a ModelZoo flag shown being refused (--autotune), and words about flags in general.
+# Flags of other tools the docs show beside ours (pip, venv, TensorBoard, torchrun, Ascend's ATC, docker;
+# pytest's and pytest-xdist's come from `pytest --help` below), a ModelZoo flag shown being refused
+# (--autotune), and words about flags in general.
 FOREIGN_FLAGS = {"--no-deps", "--system-site-packages", "--logdir", "--nproc_per_node", "--framework",
-                 "--input_shape", "--soc_version", "--durations", "--maxprocesses", "--dist", "--autotune",
-                 "--no-loadscope-reorder", "--shm-size", "--dash-option", "--dash_option", "--flag"}
+                 "--input_shape", "--soc_version", "--autotune", "--shm-size", "--dash-option",
+                 "--dash_option", "--flag"}
 
 
 def every_known_flag():
@@ -168,7 +169,7 @@ def every_known_flag():
         known |= help_options(module)
     usage = subprocess.run(["bash", os.path.join(ROOT, "test", "train_full_8p.sh"), "--help"],
                            capture_output=True, text=True, timeout=60).stdout
-    # the suite's own pytest options (tests/conftest.py: --cpu-kernels), as pytest lists them
+    # pytest's, pytest-xdist's and the suite's own options (tests/conftest.py: --cpu-kernels)
     suite = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=ROOT, capture_output=True,
                            text=True, timeout=60).stdout
     return known | set(LONG_OPTION.findall(usage)) | set(LONG_OPTION.findall(suite))
