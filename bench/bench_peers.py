@@ -343,17 +343,17 @@ def report(args, configs, runs):
             print("  %-24s %8.2f" % (label, median[label] / (n * median["ours x1"])))
     alone = median.get("ours x%d alone" % n)
     if alone:
+        ours_n = [label for label, kind, _, _, _ in configs
+                  if kind == "ours" and label.startswith("ours x%d" % n)]
         print("against the machine's ceiling (ours x%d alone: %d one-worker jobs at once, no communication):"
               % (n, n))
-        for label, kind, _, _, _ in configs:
-            if kind == "ours" and label.startswith("ours x%d" % n):
-                print("  %-24s %8.2f" % (label, median[label] / alone))
+        for label in ours_n:
+            print("  %-24s %8.2f" % (label, median[label] / alone))
         lockstep = median[LOCKSTEP % n]
         print("  %-24s %8.2f" % (LOCKSTEP % n, lockstep / alone))
         print("against the lockstep bound (the same cores, waiting for each other, no communication):")
-        for label, kind, _, _, _ in configs:
-            if kind == "ours" and label.startswith("ours x%d" % n):
-                print("  %-24s %8.2f" % (label, median[label] / lockstep))
+        for label in ours_n:
+            print("  %-24s %8.2f" % (label, median[label] / lockstep))
     for peer in args.peers:
         if peer == "ours":
             continue
