@@ -93,5 +93,17 @@ def shufflenet_v1_complexity(arch, num_classes=1000, image_size=224):
     return tally.result()
 
 
+def smoke_complexity(arch, num_classes=1000, image_size=224):
+    """Complexity of a ``specs.smoke_arch`` plan with a ``num_classes`` classifier."""
+    tally = _Tally()
+    size, channels = _size(image_size), 3
+    for out in arch.channels:
+        size = tally.conv(size, channels, out, kernel=3, stride=2)
+        tally.batch_norm(out)
+        channels = out
+    tally.dense(channels, num_classes)
+    return tally.result()
+
+
 # megvii's reproduction ends with Linear(bias=False); we keep that so counts match its published sizes.
 SHUFFLENET_CLASSIFIER_BIAS = False

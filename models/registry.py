@@ -76,6 +76,10 @@ _MODELS = collections.OrderedDict([
         ]),
         lambda o: specs.shufflenet_v1_arch(o["groups"], o["scale"]), complexity.shufflenet_v1_complexity,
         "shufflenet_v1", 0.0)),
+    ("smoke", _Model(
+        "smoke test: 3 conv-BN-ReLU layers and a classifier, to check a job's wiring in seconds "
+        "(devices, rank table, collectives, data, checkpoints); no accuracy to expect", {},
+        lambda o: specs.smoke_arch(), complexity.smoke_complexity, "smoke", 0.0)),
 ])
 
 
@@ -136,7 +140,8 @@ def describe(name, **options):
     settings = ", ".join("%s=%g" % (key, value) for key, value in resolved.items())
     return {
         "name": name,
-        "description": "%s, %s; options: %s" % (entry.title, settings, choices),
+        "description": ("%s, %s; options: %s" % (entry.title, settings, choices) if resolved
+                        else "%s; no options" % entry.title),
         "options": resolved,
         "params": counts.params,
         "trainable_params": counts.trainable_params,
@@ -184,7 +189,7 @@ def check_image_size(image_size):
 def build(name, num_classes, image_size, weight_decay=0.0, dropout=None, **options):
     """A functional tf.keras.Model: float32 [None, H, W, 3] -> logits [None, num_classes] (no softmax).
 
-    ``dropout`` defaults to the model's reference value (MobileNetV3 0.2, ShuffleNetV1 none).
+    ``dropout`` defaults to the model's reference value (MobileNetV3 0.2, ShuffleNetV1 and smoke none).
     ``weight_decay`` is remembered on the model for ``regularization_loss(model)``; no Keras regularizers
     are attached. TensorFlow is imported here, not at module import.
     """
@@ -214,6 +219,9 @@ def build(name, num_classes, image_size, weight_decay=0.0, dropout=None, **optio
             if entry.builder == "mobilenet_v3":
                 from models.mobilenet_v3 import build_mobilenet_v3
                 model = build_mobilenet_v3(arch, num_classes, input_shape, dropout=float(dropout))
+            elif entry.builder == "smoke":
+                from models.smoke import build_smoke
+                model = build_smoke(arch, num_classes, input_shape, dropout=float(dropout))
             else:
                 from models.shufflenet_v1 import build_shufflenet_v1
                 model = build_shufflenet_v1(arch, num_classes, input_shape, dropout=float(dropout))

@@ -5,6 +5,7 @@ the parameter and multiply-add figures the launcher lists are those of the netwo
 
 Sources: MobileNetV3, arXiv:1905.02244 Tables 1-2 (latest revision); ShuffleNetV1, arXiv:1707.01083
 Table 1 and megvii-model/ShuffleNet-Series (the official reproduction) for the 0.5x-2.0x channel tables.
+The smoke model is ours: no paper, no accuracy to expect.
 """
 import collections
 
@@ -175,3 +176,19 @@ def shufflenet_v1_arch(groups=3, scale=1.0):
             in_ch = out
     return ShuffleNetV1Arch(groups=groups, scale=scale, stem=channels[0], stages=channels[1:],
                             units=tuple(units))
+
+
+# ---------------------------------------------------------------------------------------------- smoke
+# Three 3x3/2 conv + BN + ReLU layers, global average pool, classifier: the smallest network that still has
+# what a job's wiring touches (convolutions, BatchNorm statistics to average, a classifier head to swap),
+# so a job can be checked end to end -- devices, rank table, collectives, data, checkpoints, export,
+# summary -- in seconds, and on Ascend without minutes of graph compilation.
+SMOKE_CHANNELS = (16, 32, 64)
+SMOKE_BN = {"momentum": 0.9, "epsilon": 1e-3}
+
+SmokeArch = collections.namedtuple("SmokeArch", "channels")
+
+
+def smoke_arch():
+    """The smoke model's plan (it has no options)."""
+    return SmokeArch(channels=SMOKE_CHANNELS)

@@ -6,7 +6,7 @@
 # launcher's. The caller sets MODE (full|performance) and PLACES (1|8) and calls modelzoo_main "$@".
 
 modelzoo_usage() {
-    echo "usage: bash test/$(basename "$0") --data_path=DIR [--model=mobilenetv3_large|mobilenetv3_small|shufflenetv1]" \
+    echo "usage: bash test/$(basename "$0") --data_path=DIR [--model=mobilenetv3_large|mobilenetv3_small|shufflenetv1|smoke]" \
          "[--batch=N] [--epochs=N] [--learning_rate=LR] [--precision_mode=MODE] [--max_step=N]" \
          "[--image_size=PX] [--augment=imagenet|light|none] [--save_interval=N] [--rank_size=N]" \
          "[--network=NAME] [--output_dir=DIR]" \

@@ -118,6 +118,18 @@ def test_shufflenet_v1_counter_equals_built_graph():
         assert graph_macs(graph) == count["madds"]
 
 
+def test_smoke_counter_equals_built_graph():
+    with _fresh_graph().as_default() as graph:
+        model = registry.build("smoke", 1000, 224)
+        count = registry.describe("smoke")
+        assert model.count_params() == count["params"]
+        trainable = sum(int(np.prod(v.shape.as_list())) for v in model.trainable_weights)
+        assert trainable == count["trainable_params"]
+        assert graph_macs(graph) == count["madds"]
+        head = [v.name for v in registry.head_variables(model)]
+        assert head == ["classifier/kernel:0", "classifier/bias:0"]
+
+
 @pytest.mark.host_kernels
 def test_shufflenet_v1_split_form_for_tf_1_15_computes_the_same_network(native_grouped):
     from models.shufflenet_v1 import build_shufflenet_v1
@@ -139,6 +151,7 @@ def test_shufflenet_v1_split_form_for_tf_1_15_computes_the_same_network(native_g
 @pytest.mark.parametrize("name,options,size,classes", [
     ("mobilenetv3_small", {"width": 1.25}, (57, 40), 1000),
     ("shufflenetv1", {"groups": 8, "scale": 0.5}, 33, 5),
+    ("smoke", {}, (48, 35), 7),
 ])
 def test_output_is_logits_of_the_right_shape(name, options, size, classes):
     with _fresh_graph().as_default():

@@ -121,13 +121,26 @@ def test_shufflenet_v1_every_grouped_conv_divides(groups, scale):
 
 
 def test_registry_names_and_descriptions():
-    assert registry.model_names() == ["mobilenetv3_large", "mobilenetv3_small", "shufflenetv1"]
+    assert registry.model_names() == ["mobilenetv3_large", "mobilenetv3_small", "shufflenetv1", "smoke"]
     info = registry.describe("shufflenetv1")
     assert info["options"] == {"groups": 3, "scale": 1.0}
     assert info["params"] == shufflenet_v1_complexity(specs.shufflenet_v1_arch(3, 1.0)).params
     assert "groups=1|2|3|4|8" in info["description"]
     assert registry.describe("mobilenetv3_large", width="0.75")["params"] == 4012616
-    assert len(registry.summary_lines()) == 3
+    assert len(registry.summary_lines()) == 4
+
+
+def test_the_smoke_model_counts_by_hand_and_takes_no_options():
+    # 3x3/2 convs 3->16->32->64 without bias (224 -> 112 -> 56 -> 28), BN (4 numbers per channel, 2 trained),
+    # a 64 -> 1000 classifier with bias
+    convs = [(3 * 3 * 3 * 16, 112), (3 * 3 * 16 * 32, 56), (3 * 3 * 32 * 64, 28)]
+    info = registry.describe("smoke")
+    assert info["params"] == sum(w for w, _ in convs) + 4 * (16 + 32 + 64) + 64 * 1000 + 1000 == 88920
+    assert info["trainable_params"] == info["params"] - 2 * (16 + 32 + 64)
+    assert info["madds"] == sum(w * size * size for w, size in convs) + 64 * 1000
+    assert info["options"] == {} and info["description"].endswith("; no options")
+    with pytest.raises(ModelError, match="unknown option 'width' for model smoke: known options are none"):
+        registry.parse_options("smoke", ["width=0.5"])
 
 
 def test_parse_options_fills_defaults_and_parses_values():
