@@ -9,7 +9,7 @@ import sys
 import pytest
 from helpers import ROOT
 
-JOB = ["--devices", "1", "--backend", "cpu", "--plot", "off", "--model", "mobilenetv3_small",
+JOB = ["--devices", "1", "--backend", "cpu", "--plot", "off", "--model", "smoke",
        "--data-path", "synthetic:4:16:0", "--image-size", "32", "--batch-size", "4", "--no-export",
        "--log-every", "1"]
 
