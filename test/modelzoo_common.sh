@@ -21,16 +21,6 @@ modelzoo_fail() {
     exit 2
 }
 
-modelzoo_network() {
-    # ModelZoo's Network name for a registry model (the CaseName starts with it).
-    case "$1" in
-        mobilenetv3_large) echo "MobileNetV3-Large" ;;
-        mobilenetv3_small) echo "MobileNetV3-Small" ;;
-        shufflenetv1) echo "ShuffleNetV1-1.0x-group3" ;;
-        *) echo "$1" ;;
-    esac
-}
-
 modelzoo_main() {
     local data_path="" model="mobilenetv3_large" batch="64" epochs="" learning_rate="" image_size=""
     local precision_mode="allow_mix_precision" max_step="" save_interval="" network="" output_dir="" augment=""
@@ -99,7 +89,6 @@ a TFRecord folder, or 'synthetic')"
             modelzoo_fail "--$name must be a positive whole number, not '$value'"
         fi
     done
-    [ -n "$network" ] || network="$(modelzoo_network "$model")"
 
     # Paths are the caller's; the launcher runs from the repository root (found from this script's place).
     case "$data_path" in /*|synthetic|synthetic:*) ;; *) data_path="$PWD/$data_path" ;; esac
@@ -154,6 +143,8 @@ a TFRecord folder, or 'synthetic')"
     backend="$("$python" -c 'from launcher import facts, plan; print(plan.resolve_backend("auto", facts.gather()))')" \
         || { echo "$(basename "$0"): error: cannot run the launcher with $python; set PYTHON=/path/to/python" >&2
              exit 2; }
+    # ModelZoo's Network name (the CaseName starts with it), from the model and its --model_option flags
+    [ -n "$network" ] || network="$("$python" -m launcher.modelzoo "$model" "${further[@]}")" || exit 2
     if [ "$backend" = cpu ]; then
         echo "$(basename "$0"): no Ascend (or CUDA) device on this host: running on CPU with $rank_size worker(s)"
     else

@@ -12,6 +12,8 @@ import pytest
 from helpers import ROOT, records
 from helpers.checkpoints import checkpoint_values, latest, model_checksum
 
+from launcher import modelzoo
+
 KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS", "TrainingTime",
         "TrainAccuracy", "ActualLoss", "E2ETrainingTime"]
 
@@ -79,16 +81,20 @@ def check_plausible(fields, network, batch, ranks, case):
 
 # The runs check the scripts and the launcher, not a network: the registry's smoke model trains in a
 # third of MobileNetV3-Small's CPU time (the real networks run through the launcher in test_demo, through
-# the trainer in test_predict and test_small_data). The script's ModelZoo network names are checked below.
+# the trainer in test_predict and test_small_data). The ModelZoo network names are checked below.
 TINY = ["--model=smoke", "--batch=4", "--image_size=32", "--max_step=2"]
 
 
-def test_the_modelzoo_network_names_of_the_registry_models():
-    names = subprocess.run(
-        ["bash", "-c", '. test/modelzoo_common.sh && for m in "$@"; do modelzoo_network "$m"; done', "-",
-         "mobilenetv3_large", "mobilenetv3_small", "shufflenetv1", "smoke"],
-        cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    assert names == ["MobileNetV3-Large", "MobileNetV3-Small", "ShuffleNetV1-1.0x-group3", "smoke"]
+@pytest.mark.parametrize("model, flags, network", [
+    ("mobilenetv3_large", [], "MobileNetV3-Large"),
+    ("mobilenetv3_small", ["--lr=0.1", "--model_option=width=0.75"], "MobileNetV3-Small-0.75x"),
+    ("shufflenetv1", [], "ShuffleNetV1-1.0x-group3"),      # ModelZoo's ShuffleNetV1-1.0x-group3_ID2129
+    ("shufflenetv1", ["--model-option", "groups=8", "--model_option=scale=0.5"], "ShuffleNetV1-0.5x-group8"),
+    ("smoke", ["--no_eval"], "smoke"),
+    ("shufflenetv1", ["--model_option=groups=5"], "shufflenetv1"),   # the launcher then refuses groups=5
+])
+def test_the_modelzoo_network_name_follows_the_model_and_its_options(model, flags, network):
+    assert modelzoo.network_name(model, flags) == network
 
 
 @pytest.mark.slow
@@ -165,10 +171,11 @@ def test_performance_8p_plans_a_bounded_fresh_run_on_device_0(tiny_folder, tmp_p
     scratch.mkdir()
     out = tmp_path / "out"
     args = ["--data_path=" + tiny_folder, "--output_dir=" + str(out), "--max_step=2", "--rank_size=1",
-            "--model=mobilenetv3_small", "--dry-run"] + PERF
+            "--model=shufflenetv1", "--model_option", "groups=8", "--dry-run"] + PERF
     result = run_script("train_performance_8p.sh", args, cwd=ROOT, env_extra={"TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr[-3000:]
     plan = json.loads((out / "launch.json").read_text())
+    assert plan["network"] == "ShuffleNetV1-1.0x-group8"      # not ModelZoo's group-3 network
     assert [(rank["rank"], rank["device"]) for rank in plan["ranks"]] == [(0, "0")]
     argv = plan["ranks"][0]["argv"]
     assert "--max_step=2" in argv and "--no-eval" in argv and "--no-export" in argv
