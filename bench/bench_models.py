@@ -77,7 +77,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--models", nargs="+", default=[n for n in registry.model_names() if n != "smoke"])
+    parser.add_argument("--models", nargs="+", default=registry.paper_model_names())
     args = parser.parse_args(argv)
     print("TensorFlow %s, batch %d, %d rounds x %d steps, median images/s (forward+backward+SGD)"
           % (tf.__version__, args.batch, args.rounds, args.steps))

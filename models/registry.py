@@ -19,7 +19,7 @@ MIN_IMAGE_SIZE = 32
 
 Option = collections.namedtuple("Option", "parse default choices")
 Option.__doc__ = "parse(text or number) -> value or raises ModelError; choices: help text."
-_Model = collections.namedtuple("_Model", "title options arch counter builder dropout")
+_Model = collections.namedtuple("_Model", "title options arch counter builder dropout paper")
 
 
 def _number(kind, name):
@@ -62,11 +62,11 @@ _MODELS = collections.OrderedDict([
     ("mobilenetv3_large", _Model(
         "MobileNetV3-Large (arXiv:1905.02244 Table 1)", {"width": _WIDTH},
         lambda o: specs.mobilenet_v3_arch("large", o["width"]), complexity.mobilenet_v3_complexity,
-        "mobilenet_v3", 0.2)),
+        "mobilenet_v3", 0.2, True)),
     ("mobilenetv3_small", _Model(
         "MobileNetV3-Small (arXiv:1905.02244 Table 2)", {"width": _WIDTH},
         lambda o: specs.mobilenet_v3_arch("small", o["width"]), complexity.mobilenet_v3_complexity,
-        "mobilenet_v3", 0.2)),
+        "mobilenet_v3", 0.2, True)),
     ("shufflenetv1", _Model(
         "ShuffleNetV1 (arXiv:1707.01083 Table 1)",
         collections.OrderedDict([
@@ -75,17 +75,22 @@ _MODELS = collections.OrderedDict([
                              "scale=0.5|1.0|1.5|2.0 (1.0)")),
         ]),
         lambda o: specs.shufflenet_v1_arch(o["groups"], o["scale"]), complexity.shufflenet_v1_complexity,
-        "shufflenet_v1", 0.0)),
+        "shufflenet_v1", 0.0, True)),
     ("smoke", _Model(
         "smoke test: 3 conv-BN-ReLU layers and a classifier, to check a job's wiring in seconds "
         "(devices, rank table, collectives, data, checkpoints); no accuracy to expect", {},
-        lambda o: specs.smoke_arch(), complexity.smoke_complexity, "smoke", 0.0)),
+        lambda o: specs.smoke_arch(), complexity.smoke_complexity, "smoke", 0.0, False)),
 ])
 
 
 def model_names():
     """Registered names, in display order."""
     return list(_MODELS)
+
+
+def paper_model_names():
+    """The networks from papers (the smoke model left out): what the model benchmarks compare."""
+    return [name for name, entry in _MODELS.items() if entry.paper]
 
 
 def _entry(name):

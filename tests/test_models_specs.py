@@ -122,6 +122,7 @@ def test_shufflenet_v1_every_grouped_conv_divides(groups, scale):
 
 def test_registry_names_and_descriptions():
     assert registry.model_names() == ["mobilenetv3_large", "mobilenetv3_small", "shufflenetv1", "smoke"]
+    assert registry.paper_model_names() == ["mobilenetv3_large", "mobilenetv3_small", "shufflenetv1"]
     info = registry.describe("shufflenetv1")
     assert info["options"] == {"groups": 3, "scale": 1.0}
     assert info["params"] == shufflenet_v1_complexity(specs.shufflenet_v1_arch(3, 1.0)).params
